@@ -1,0 +1,172 @@
+//! Real throwaway servers on this machine, for tests and the demo.
+//!
+//! A [`Sandbox`] owns one temporary root directory and every process it starts there:
+//! - PostgreSQL clusters ([`Cluster`]) made with `initdb` or cloned with `pg_basebackup`,
+//!   listening on free ports of 127.0.0.1 only, run by `pg_ctl` as the `postgres` OS user when
+//!   we are root (PostgreSQL refuses root) or as ourselves otherwise. Superuser `postgres` with
+//!   a generated password (scram-sha-256 over TCP), kept in a 0600 passfile.
+//! - One OpenSSH server ([`Sshd`]) on a free loopback port, with its own host key, a
+//!   generated client key and a known_hosts file holding exactly its host key.
+//! - An Odoo-shaped database ([`Cluster::create_odoo_db`], [`Cluster::add_attachments`]) with a
+//!   filestore laid out as Odoo does, and a source tree with a stand-in `odoo-bin`
+//!   ([`write_odoo_source`]) that checks what the real one checks at start.
+//!
+//! Dropping the sandbox stops every process it started, by pid (checked to still be ours),
+//! also while a test panics, then removes the root directory.
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), sandbox::SandboxError> {
+//! let mut sb = sandbox::Sandbox::new()?;
+//! let vps = sb.add_cluster("vps")?;
+//! vps.create_odoo_db("clientes", "odoo")?;
+//! let files = vps.add_attachments("clientes", &sb.dir("vps_data")?, 10, &sandbox::SizeMix::odoo(), 1)?;
+//! let standby = sb.add_standby("backup", &vps)?;
+//! standby.wait_for("clientes", "SELECT count(*) FROM ir_attachment WHERE store_fname IS NOT NULL", "10", std::time::Duration::from_secs(10))?;
+//! # Ok(()) }
+//! ```
+
+mod cluster;
+mod error;
+mod odoo;
+mod os;
+mod procs;
+mod sshd;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+pub use cluster::Cluster;
+pub use error::{Result, SandboxError};
+pub use odoo::{filestore, write_addon, write_odoo_source, Attachment, SizeMix, ODOO_BIN};
+pub use os::{free_port, pg_bindir, write_new, RunUser};
+pub use procs::is_alive;
+pub use sshd::Sshd;
+
+use cluster::ClusterEnv;
+use procs::ProcessTable;
+
+/// A set of real servers under one temporary root; see the crate docs.
+#[derive(Debug)]
+pub struct Sandbox {
+    root: PathBuf,
+    env: ClusterEnv,
+    sshd: Option<Sshd>,
+    procs: Arc<ProcessTable>,
+    // Declared last: removed after the processes are stopped (Drop runs first anyway).
+    tempdir: Option<tempfile::TempDir>,
+}
+
+impl Sandbox {
+    /// A new sandbox under `$ODOO_STANDBY_SANDBOX_TMP`, or the system temp directory.
+    pub fn new() -> Result<Self> {
+        let base = std::env::var_os("ODOO_STANDBY_SANDBOX_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let tempdir = tempfile::Builder::new()
+            .prefix("odoo-standby-sandbox-")
+            .tempdir_in(&base)
+            .map_err(|e| SandboxError::io("cannot create a temporary directory in", &base, e))?;
+        let root = tempdir.path().to_owned();
+        // The server user must be able to traverse the root to reach its own directories.
+        os::mkdir(&root, 0o755)?;
+        let user = RunUser::for_servers()?;
+        let bindir = os::pg_bindir()?;
+        let password: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        let secrets = root.join("secrets");
+        os::mkdir(&secrets, 0o700)?;
+        user.chown(&secrets)?;
+        let passfile = secrets.join("pgpass");
+        os::write_new(
+            &passfile,
+            format!("*:*:*:postgres:{password}\n").as_bytes(),
+            0o600,
+        )?;
+        user.chown(&passfile)?;
+        let procs = Arc::new(ProcessTable::default());
+        Ok(Self {
+            root,
+            env: ClusterEnv {
+                root: tempdir.path().to_owned(),
+                user,
+                bindir,
+                password,
+                passfile,
+                procs: procs.clone(),
+            },
+            sshd: None,
+            procs,
+            tempdir: Some(tempdir),
+        })
+    }
+
+    /// The root directory everything lives under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The OS user the servers run as.
+    pub fn run_user(&self) -> &RunUser {
+        &self.env.user
+    }
+
+    /// A directory `<root>/<name>` for a test's own files (created, mode 0755).
+    pub fn dir(&self, name: &str) -> Result<PathBuf> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(SandboxError::Usage(format!(
+                "{name:?} is not a plain directory name"
+            )));
+        }
+        let p = self.root.join(name);
+        os::mkdir(&p, 0o755)?;
+        Ok(p)
+    }
+
+    /// Creates and starts a new cluster named `name` (a directory name in the sandbox).
+    pub fn add_cluster(&mut self, name: &str) -> Result<Cluster> {
+        Cluster::init(&self.env, name)
+    }
+
+    /// Clones `primary` with `pg_basebackup -R` into a new cluster `name` and starts it as
+    /// its streaming standby.
+    pub fn add_standby(&mut self, name: &str, primary: &Cluster) -> Result<Cluster> {
+        Cluster::standby_of(&self.env, name, primary)
+    }
+
+    /// Starts the sandbox's sshd (once; later calls return the same one).
+    pub fn start_sshd(&mut self) -> Result<Sshd> {
+        if let Some(s) = &self.sshd {
+            return Ok(s.clone());
+        }
+        let s = Sshd::start(&self.root.join("ssh"), &self.procs)?;
+        self.sshd = Some(s.clone());
+        Ok(s)
+    }
+
+    /// The pids of every process the sandbox started and has not stopped yet.
+    pub fn pids(&self) -> Vec<i32> {
+        self.procs.pids()
+    }
+
+    /// Stops every process now (what dropping does), keeping the directory until drop.
+    pub fn stop_all(&self) {
+        self.procs.stop_all();
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.procs.stop_all();
+        if std::env::var_os("ODOO_STANDBY_SANDBOX_KEEP").is_some() {
+            if let Some(t) = self.tempdir.take() {
+                eprintln!("sandbox kept at {}", t.keep().display());
+            }
+        }
+    }
+}
