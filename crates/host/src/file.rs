@@ -127,9 +127,7 @@ fn owner_arg(own: &Ownership) -> Result<(String, String), String> {
         return Err(format!("mode {:o} is not a permission mode", own.mode));
     }
     let owner = own.owner.clone().unwrap_or_default();
-    let ok = owner
-        .split(':')
-        .all(|part| crate::spec::valid_user_name(part));
+    let ok = owner.split(':').all(crate::spec::valid_user_name);
     if !owner.is_empty() && !ok {
         return Err(format!("invalid owner {owner:?}"));
     }

@@ -851,10 +851,10 @@ mod tests {
 
     #[test]
     fn fingerprint_is_unpadded_base64_of_sha256() {
-        // SHA-256 of nothing is the well-known e3b0c442...; OpenSSH drops the '=' padding.
+        // SHA-256 of nothing (e3b0c442...), as Python's base64 prints it; OpenSSH drops the '=' padding.
         assert_eq!(
             fingerprint_sha256(b""),
-            "SHA256:47DEQpj8HBSa+/TLW4/BJ6hHQfKIXtY5ag/bmXJkE98"
+            "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
         );
     }
 }

@@ -120,7 +120,25 @@ pub(crate) fn kill_postmaster(pid: i32, data_dir: &Path) -> bool {
     let children = children_of(pid);
     signal(pid, libc::SIGKILL);
     let limit = Duration::from_secs(10);
-    wait_gone(pid, limit) && children.iter().all(|c| wait_gone(*c, limit))
+    // PostgreSQL refuses to start while the pid in postmaster.pid answers kill(pid, 0), which
+    // a zombie does: wait until whoever adopted it (init) has reaped it. Some inits reap by
+    // polling, every couple of seconds.
+    wait_gone(pid, limit)
+        && children.iter().all(|c| wait_gone(*c, limit))
+        && wait_reaped(pid, limit)
+}
+
+/// Polls until `pid` has no /proc entry at all (not even a zombie's), up to `limit`.
+pub(crate) fn wait_reaped(pid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    let gone = || !Path::new(&format!("/proc/{pid}")).exists();
+    while start.elapsed() < limit {
+        if gone() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gone()
 }
 
 /// The pids whose parent is `parent`.
