@@ -86,7 +86,20 @@ impl Cluster {
         let _ = std::fs::remove_file(&pwfile);
         made?;
         c.append_conf(&base_settings(c.port, &c.socket_dir()))?;
+        c.write_hba()?;
         c.start_first()
+    }
+
+    /// Like a locked-down VPS: the Unix socket (private to the server user) trusts, TCP lets
+    /// in only the superuser; every other role needs a line someone adds (pgrepl's block).
+    fn write_hba(&self) -> Result<()> {
+        let path = self.data_dir().join("pg_hba.conf");
+        let text = "# odoo-standby sandbox\n\
+                    local   all          all                     trust\n\
+                    local   replication  all                     trust\n\
+                    host    all          postgres  127.0.0.1/32  scram-sha-256\n\
+                    host    replication  postgres  127.0.0.1/32  scram-sha-256\n";
+        std::fs::write(&path, text).map_err(|e| SandboxError::io("cannot write", &path, e))
     }
 
     /// A standby of `primary`, cloned with `pg_basebackup -R` as `postgres`, then started.

@@ -154,15 +154,18 @@ impl Sandbox {
         self.procs.pids()
     }
 
-    /// Stops every process now (what dropping does), keeping the directory until drop.
+    /// Stops every process now (what dropping does), keeping the directory until drop:
+    /// the ones the sandbox started, and any postmaster running on a data directory under
+    /// its root (clusters that the code under test made there).
     pub fn stop_all(&self) {
         self.procs.stop_all();
+        procs::stop_postmasters_under(&self.root);
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.procs.stop_all();
+        self.stop_all();
         if std::env::var_os("ODOO_STANDBY_SANDBOX_KEEP").is_some() {
             if let Some(t) = self.tempdir.take() {
                 eprintln!("sandbox kept at {}", t.keep().display());

@@ -63,6 +63,34 @@ impl ProcessTable {
     }
 }
 
+/// Stops every postmaster whose data directory lies under `root` (clusters that tools under
+/// test created or restarted there), checking each pid against its command line first.
+pub(crate) fn stop_postmasters_under(root: &Path) {
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_name() == "postmaster.pid" {
+                found.push(dir.to_owned());
+            } else if depth > 0 && e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&p, depth - 1, found);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    walk(root, 5, &mut dirs);
+    for dir in dirs {
+        let pid = std::fs::read_to_string(dir.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+        if let Some(pid) = pid {
+            stop_postmaster(pid, &dir);
+        }
+    }
+}
+
 /// Whether `pid` is a live (not zombie) process.
 pub fn is_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -1,0 +1,89 @@
+//! Names that reach SQL, validated once, and the quoting every SQL text we build goes through.
+
+use std::fmt;
+
+use crate::error::{PgreplError, Result};
+
+/// A name we create in PostgreSQL or on disk (role, slot, instance): `^[a-z][a-z0-9_]{0,62}$`.
+/// Replication slot names allow only lower-case letters, digits and `_`, so one rule fits all.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct Name(String);
+
+impl Name {
+    /// Validates `s`; `what` names the input in the error ("slot name", "role"...).
+    pub fn new(what: &str, s: &str) -> Result<Self> {
+        let mut chars = s.chars();
+        let ok = matches!(chars.next(), Some('a'..='z'))
+            && s.len() <= 63
+            && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(PgreplError::invalid(
+                what,
+                format!(
+                    "{s:?} must start with a lower-case letter and hold only lower-case letters, \
+                     digits and '_' (at most 63), e.g. \"vps_clientes_1\""
+                ),
+            ))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad` honours width and alignment (pg_hba columns line up).
+        f.pad(&self.0)
+    }
+}
+
+/// Quotes an identifier as PostgreSQL's `quote_ident` does.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes a literal as PostgreSQL's `quote_literal` does (standard strings; a backslash
+/// switches to the `E''` form so the result is right whatever `standard_conforming_strings`).
+pub fn quote_literal(s: &str) -> String {
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(Name::new("slot", "vps_clientes_1").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "Vps",
+            "a-b",
+            "a'b",
+            "a\"b",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            let err = Name::new("slot name", bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid slot name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn quoting_matches_postgres() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
+    }
+}

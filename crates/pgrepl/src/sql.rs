@@ -1,0 +1,413 @@
+//! Our seam over PostgreSQL: a small [`Sql`] trait that runs one statement and returns rows
+//! of text, with two implementations:
+//! - [`PgClient`]: tokio-postgres over TCP, password from a `.pgpass` file;
+//! - [`Psql`]: the `psql` program run through a [`Host`] as an OS user (a local cluster
+//!   reached by peer authentication on its socket, or one on another machine over SSH).
+//!
+//! Statements are built with [`crate::quote_literal`] / [`crate::quote_ident`]; nothing we send
+//! holds a plaintext password (roles get SCRAM verifiers computed here).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use host::{CommandSpec, Host, HostError};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::conninfo::ConnInfo;
+use crate::error::{PgreplError, Result};
+
+/// One row: each column as text, `None` for NULL.
+pub type Row = Vec<Option<String>>;
+
+/// Runs SQL on one server.
+#[async_trait]
+pub trait Sql: Send + Sync {
+    /// `host:port` (or a description), for messages.
+    fn server(&self) -> String;
+
+    /// Runs one statement; returns its rows. Not retried: the caller knows whether it is safe.
+    async fn query(&self, sql: &str) -> Result<Vec<Row>>;
+}
+
+/// The first column of the first row, if any (and not NULL).
+pub async fn query_value(db: &dyn Sql, sql: &str) -> Result<Option<String>> {
+    Ok(db
+        .query(sql)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
+}
+
+/// Runs a statement whose rows do not matter.
+pub async fn execute(db: &dyn Sql, sql: &str) -> Result<()> {
+    db.query(sql).await.map(drop)
+}
+
+/// A tokio-postgres connection.
+pub struct PgClient {
+    client: tokio_postgres::Client,
+    server: String,
+}
+
+impl PgClient {
+    /// Connects with a libpq-style connection string. The password comes from
+    /// `password=` (discouraged), else the `passfile=` file, else `$PGPASSFILE`, else
+    /// `~/.pgpass`, looked up as libpq does; a password file readable by others is refused.
+    pub async fn connect(conninfo: &str) -> Result<Self> {
+        let mut info = ConnInfo::parse(conninfo)?;
+        let passfile = info.remove("passfile");
+        let host_name = info.host().to_owned();
+        let port = info.port()?;
+        let user = info.get("user").unwrap_or("postgres").to_owned();
+        let dbname = info.get("dbname").unwrap_or(&user).to_owned();
+        let server = format!("{host_name}:{port}");
+        let mut password = info.remove("password");
+        if password.is_none() {
+            let path = passfile
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("PGPASSFILE").map(PathBuf::from))
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")));
+            if let Some(path) = path {
+                let file = crate::pgpass::load(&host::LocalHost::new(), &path).await?;
+                password = file
+                    .lookup(&host_name, port, &dbname, &user)
+                    .map(str::to_owned);
+            }
+        }
+        // Parse what is left (no password in it) with tokio-postgres's own parser.
+        let mut cfg: tokio_postgres::Config = info
+            .to_libpq()
+            .parse()
+            .map_err(|e| PgreplError::invalid("connection string", format!("{info}: {e}")))?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(10));
+        }
+        if let Some(p) = &password {
+            cfg.password(p.as_bytes());
+        }
+        let (client, connection) = cfg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| connect_error(&server, &user, password.is_some(), e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+        Ok(Self { client, server })
+    }
+}
+
+/// Turns a failed connection into advice, branching on SQLSTATE.
+fn connect_error(
+    server: &str,
+    user: &str,
+    had_password: bool,
+    e: tokio_postgres::Error,
+) -> PgreplError {
+    let code = e.code().cloned();
+    let hint = match code {
+        Some(c) if c == SqlState::INVALID_PASSWORD => format!(
+            "the server rejected the password of role {user}: fix its line in the .pgpass file \
+             (host:port:database:user:password), or set the role's password again with prepare-primary"
+        ),
+        Some(c) if c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => format!(
+            "no pg_hba.conf line lets {user} in from this machine: run `pgrepl prepare-primary` \
+             with this server's address, or add the line yourself ({})",
+            e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default()
+        ),
+        Some(c) if c == SqlState::INVALID_CATALOG_NAME => {
+            "that database does not exist: check dbname= in the connection string".to_owned()
+        }
+        Some(c) => format!(
+            "{} ({})",
+            e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default(),
+            c.code()
+        ),
+        None if !had_password && e.to_string().contains("password missing") => format!(
+            "the server wants a password for {user} and none was found: add a line for \
+             {server} to the .pgpass file (or passfile=)"
+        ),
+        None => format!("{e}: is PostgreSQL running there and listening on that address and port?"),
+    };
+    PgreplError::Connect {
+        server: server.to_owned(),
+        user: user.to_owned(),
+        hint,
+        source: Some(Box::new(e)),
+    }
+}
+
+#[async_trait]
+impl Sql for PgClient {
+    fn server(&self) -> String {
+        self.server.clone()
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<Row>> {
+        let msgs = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(|e| PgreplError::Sql {
+                server: self.server.clone(),
+                during: format!("`{}`", short(sql)),
+                message: e
+                    .as_db_error()
+                    .map(|d| d.message().to_owned())
+                    .unwrap_or_else(|| e.to_string()),
+                code: e.code().map(|c| c.code().to_owned()),
+            })?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// The first line of a statement, for messages.
+fn short(sql: &str) -> String {
+    let line = sql.trim().lines().next().unwrap_or_default();
+    if line.len() > 80 {
+        format!(
+            "{}…",
+            &line[..line
+                .char_indices()
+                .nth(79)
+                .map(|(i, _)| i)
+                .unwrap_or(line.len())]
+        )
+    } else {
+        line.to_owned()
+    }
+}
+
+/// `psql` run through a host as an OS user, over a Unix socket directory or TCP.
+#[derive(Clone)]
+pub struct Psql {
+    host: Arc<dyn Host>,
+    bindir: Option<PathBuf>,
+    os_user: String,
+    /// `-h`: a socket directory or a host name.
+    pg_host: String,
+    port: u16,
+    user: Option<String>,
+    dbname: String,
+}
+
+/// Marks NULL in psql's CSV output (which prints NULL and '' alike otherwise).
+const NULL_MARK: &str = "\u{2}";
+
+impl Psql {
+    /// `psql -h pg_host -p port -d dbname` run as `os_user` on `host`.
+    pub fn new(
+        host: Arc<dyn Host>,
+        os_user: impl Into<String>,
+        pg_host: impl Into<String>,
+        port: u16,
+        dbname: impl Into<String>,
+    ) -> Self {
+        Self {
+            host,
+            bindir: None,
+            os_user: os_user.into(),
+            pg_host: pg_host.into(),
+            port,
+            user: None,
+            dbname: dbname.into(),
+        }
+    }
+
+    /// Uses `bindir/psql` instead of the one in `PATH`.
+    pub fn with_bindir(mut self, bindir: impl Into<PathBuf>) -> Self {
+        self.bindir = Some(bindir.into());
+        self
+    }
+
+    /// Connects as this role instead of the OS user's name.
+    pub fn with_user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The same server, another database.
+    pub fn database(&self, dbname: impl Into<String>) -> Self {
+        let mut s = self.clone();
+        s.dbname = dbname.into();
+        s
+    }
+}
+
+#[async_trait]
+impl Sql for Psql {
+    fn server(&self) -> String {
+        format!("{}:{} on {}", self.pg_host, self.port, self.host.name())
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<Row>> {
+        let program = match &self.bindir {
+            Some(b) => b.join("psql").display().to_string(),
+            None => "psql".to_owned(),
+        };
+        let mut spec = CommandSpec::new(program)
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "--csv",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=verbose",
+            ])
+            .args(["-P", &format!("null={NULL_MARK}"), "-h", &self.pg_host])
+            .args(["-p", &self.port.to_string(), "-d", &self.dbname, "-f", "-"])
+            .run_as(self.os_user.clone())
+            .timeout(Duration::from_secs(300))
+            // The statement goes on stdin, never in argv where `ps` shows it.
+            .secret_stdin(sql.as_bytes().to_vec());
+        if let Some(u) = &self.user {
+            spec = spec.args(["-U", u]);
+        }
+        match self.host.run(&spec).await {
+            Ok(out) => parse_csv(&out.stdout_text()),
+            Err(HostError::CommandFailed { stderr_tail, .. }) => {
+                Err(psql_error(&self.server(), sql, &stderr_tail))
+            }
+            Err(e) => Err(PgreplError::host(
+                format!("running psql on {}", self.server()),
+                e,
+            )),
+        }
+    }
+}
+
+/// Reads `psql: ... ERROR:  42P01: message` (VERBOSITY=verbose) into a typed error.
+fn psql_error(server: &str, sql: &str, stderr: &str) -> PgreplError {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("ERROR:") || l.contains("FATAL:") || l.contains("error:"))
+        .unwrap_or(stderr)
+        .to_owned();
+    let after = line
+        .split_once("ERROR:")
+        .or_else(|| line.split_once("FATAL:"))
+        .map(|(_, r)| r.trim())
+        .unwrap_or(line.trim());
+    let (code, message) = match after.split_once(": ") {
+        Some((c, m)) if c.len() == 5 && c.chars().all(|ch| ch.is_ascii_alphanumeric()) => {
+            (Some(c.to_owned()), m.to_owned())
+        }
+        _ => (None, after.to_owned()),
+    };
+    PgreplError::Sql {
+        server: server.to_owned(),
+        during: format!("`{}`", short(sql)),
+        message,
+        code,
+    }
+}
+
+/// Parses psql's `--csv` output (no header) with our NULL marker.
+fn parse_csv(text: &str) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut row: Row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    let mut chars = text.chars().peekable();
+    let finish = |field: &mut String, was_quoted: bool, row: &mut Row| {
+        let f = std::mem::take(field);
+        row.push(if !was_quoted && f == NULL_MARK {
+            None
+        } else {
+            Some(f)
+        });
+    };
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                c => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                was_quoted = true;
+            }
+            ',' => {
+                finish(&mut field, was_quoted, &mut row);
+                was_quoted = false;
+            }
+            '\n' => {
+                finish(&mut field, was_quoted, &mut row);
+                was_quoted = false;
+                rows.push(std::mem::take(&mut row));
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            c => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(PgreplError::Parse {
+            tool: "psql --csv".into(),
+            detail: "unterminated quoted field".into(),
+        });
+    }
+    if !field.is_empty() || was_quoted || !row.is_empty() {
+        finish(&mut field, was_quoted, &mut row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_nulls_quotes_and_newlines() {
+        let text = "1,\u{2},,\"a,b\",\"l1\nl2\",\"q\"\"q\"\n2,x,\"\",y,z,w\n";
+        let rows = parse_csv(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            vec![
+                Some("1".into()),
+                None,
+                Some("".into()),
+                Some("a,b".into()),
+                Some("l1\nl2".into()),
+                Some("q\"q".into())
+            ]
+        );
+        assert_eq!(rows[1][2], Some(String::new()));
+        assert!(parse_csv("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn psql_errors_keep_their_sqlstate() {
+        let e = psql_error(
+            "s",
+            "SELECT 1",
+            "psql:<stdin>:1: ERROR:  42P01: relation \"nosuch\" does not exist\nLINE 1: ...",
+        );
+        assert_eq!(e.sqlstate(), Some("42P01"));
+        assert!(e.to_string().contains("relation \"nosuch\" does not exist"));
+    }
+}

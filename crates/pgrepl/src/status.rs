@@ -1,0 +1,196 @@
+//! Replication status as typed, serializable values (runbook 2.5 and 5.4: what
+//! `pg_stat_replication`, `pg_replication_slots` and `pg_stat_wal_receiver` say).
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::lsn::Lsn;
+use crate::sql::{Row, Sql};
+
+/// One standby connected to a primary.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Replica {
+    /// `application_name` (our standbys use their slot name).
+    pub application_name: String,
+    /// Where it connects from.
+    pub client_addr: Option<String>,
+    /// `streaming`, `catchup`, `startup`...
+    pub state: String,
+    /// `async`, `sync`, `potential`, `quorum`.
+    pub sync_state: String,
+    /// Last WAL position sent.
+    pub sent_lsn: Option<Lsn>,
+    /// Written on the standby.
+    pub write_lsn: Option<Lsn>,
+    /// Flushed on the standby.
+    pub flush_lsn: Option<Lsn>,
+    /// Replayed on the standby.
+    pub replay_lsn: Option<Lsn>,
+    /// Bytes between the primary's current position and the standby's replay position.
+    pub lag_bytes: Option<i64>,
+    /// Seconds of replay lag as the primary measures it (`replay_lag`), when known.
+    pub lag_seconds: Option<f64>,
+}
+
+/// One replication slot.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Slot {
+    /// Slot name.
+    pub name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    /// Whether a standby uses it right now.
+    pub active: bool,
+    /// Oldest WAL it keeps.
+    pub restart_lsn: Option<Lsn>,
+    /// WAL bytes it keeps on disk.
+    pub retained_bytes: Option<i64>,
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: Option<String>,
+    /// Bytes that can still be written before the slot is lost (with `max_slot_wal_keep_size`).
+    pub safe_wal_size: Option<i64>,
+}
+
+/// A standby's view: its WAL receiver and how far it is.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StandbyStatus {
+    /// `streaming`, `starting`, ... or `None` when no receiver runs.
+    pub receiver_status: Option<String>,
+    /// `host=... port=...` it streams from (no password: the server never shows one).
+    pub sender: Option<String>,
+    /// Slot it streams through.
+    pub slot_name: Option<String>,
+    /// Last WAL position received.
+    pub receive_lsn: Option<Lsn>,
+    /// Last WAL position replayed.
+    pub replay_lsn: Option<Lsn>,
+    /// Seconds since the last replayed transaction was committed on the primary.
+    pub replay_delay_seconds: Option<f64>,
+    /// Timeline it is on.
+    pub timeline: Option<u32>,
+}
+
+/// A primary's view: its standbys and slots.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PrimaryStatus {
+    /// Current WAL write position.
+    pub current_lsn: Option<Lsn>,
+    /// Timeline it is on.
+    pub timeline: Option<u32>,
+    /// Connected standbys.
+    pub replicas: Vec<Replica>,
+    /// Replication slots.
+    pub slots: Vec<Slot>,
+}
+
+/// What a server is and how its replication looks.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Status {
+    /// Accepts writes.
+    Primary(PrimaryStatus),
+    /// In recovery.
+    Standby(StandbyStatus),
+}
+
+fn text(r: &Row, i: usize) -> Option<String> {
+    r.get(i).cloned().flatten()
+}
+fn lsn(r: &Row, i: usize) -> Option<Lsn> {
+    text(r, i).and_then(|s| s.parse().ok())
+}
+fn int(r: &Row, i: usize) -> Option<i64> {
+    text(r, i)
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(|f| f as i64)
+}
+fn float(r: &Row, i: usize) -> Option<f64> {
+    text(r, i).and_then(|s| s.parse().ok())
+}
+
+/// Reads the status of the server behind `db` (any role that may read the views; a
+/// superuser or `pg_monitor` member sees every column).
+pub async fn status(db: &dyn Sql) -> Result<Status> {
+    let head = db
+        .query(
+            "SELECT pg_is_in_recovery(), \
+             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END, \
+             (SELECT timeline_id FROM pg_control_checkpoint())",
+        )
+        .await?;
+    let head = head.into_iter().next().unwrap_or_default();
+    let in_recovery = text(&head, 0).as_deref() == Some("t");
+    if in_recovery {
+        let rows = db
+            .query(
+                "SELECT r.status, r.sender_host || ':' || r.sender_port, r.slot_name, \
+                 pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
+                 extract(epoch FROM now() - pg_last_xact_replay_timestamp()), \
+                 coalesce(r.received_tli, (SELECT timeline_id FROM pg_control_checkpoint())) \
+                 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true",
+            )
+            .await?;
+        let r = rows.into_iter().next().unwrap_or_default();
+        return Ok(Status::Standby(StandbyStatus {
+            receiver_status: text(&r, 0),
+            sender: text(&r, 1),
+            slot_name: text(&r, 2),
+            receive_lsn: lsn(&r, 3),
+            replay_lsn: lsn(&r, 4),
+            replay_delay_seconds: float(&r, 5),
+            timeline: int(&r, 6).and_then(|t| u32::try_from(t).ok()),
+        }));
+    }
+    let replicas = db
+        .query(
+            "SELECT application_name, client_addr::text, state, sync_state, sent_lsn, write_lsn, \
+             flush_lsn, replay_lsn, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), \
+             extract(epoch FROM replay_lag) \
+             FROM pg_stat_replication ORDER BY application_name",
+        )
+        .await?
+        .iter()
+        .map(|r| Replica {
+            application_name: text(r, 0).unwrap_or_default(),
+            client_addr: text(r, 1),
+            state: text(r, 2).unwrap_or_default(),
+            sync_state: text(r, 3).unwrap_or_default(),
+            sent_lsn: lsn(r, 4),
+            write_lsn: lsn(r, 5),
+            flush_lsn: lsn(r, 6),
+            replay_lsn: lsn(r, 7),
+            lag_bytes: int(r, 8),
+            lag_seconds: Some(float(r, 9).unwrap_or(0.0)),
+        })
+        .collect();
+    let slots = list_slots(db).await?;
+    Ok(Status::Primary(PrimaryStatus {
+        current_lsn: lsn(&head, 1),
+        timeline: int(&head, 2).and_then(|t| u32::try_from(t).ok()),
+        replicas,
+        slots,
+    }))
+}
+
+/// Every replication slot of the server, with the WAL it retains.
+pub async fn list_slots(db: &dyn Sql) -> Result<Vec<Slot>> {
+    Ok(db
+        .query(
+            "SELECT slot_name, slot_type, active, restart_lsn, \
+             pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+             ELSE pg_current_wal_lsn() END, restart_lsn), wal_status, safe_wal_size \
+             FROM pg_replication_slots ORDER BY slot_name",
+        )
+        .await?
+        .iter()
+        .map(|r| Slot {
+            name: text(r, 0).unwrap_or_default(),
+            slot_type: text(r, 1).unwrap_or_default(),
+            active: text(r, 2).as_deref() == Some("t"),
+            restart_lsn: lsn(r, 3),
+            retained_bytes: int(r, 4),
+            wal_status: text(r, 5),
+            safe_wal_size: int(r, 6),
+        })
+        .collect())
+}
