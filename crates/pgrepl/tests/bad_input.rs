@@ -1,1 +1,176 @@
-//! placeholder
+//! Bad input gets a clear error and touches nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use pgrepl::pgpass::PgpassEntry;
+use pgrepl::{clone_standby, Cluster, Name, PgreplError};
+
+use crate::testutil::{os_user, Pair};
+
+/// What is in the backup's directory (the data directory must not appear, or stay empty).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn slots_on_vps(p: &Pair) -> i64 {
+    crate::testutil::count(
+        &p.vps_admin().await,
+        "SELECT count(*) FROM pg_replication_slots",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_fails_clearly_and_leaves_nothing() {
+    let p = Pair::new().await.prepared().await;
+    // A wrong password for the replication role.
+    pgrepl::pgpass::upsert(
+        p.local.as_ref(),
+        &p.passfile,
+        &os_user(&p.sb),
+        &[PgpassEntry {
+            host: "127.0.0.1".into(),
+            port: p.vps.port().to_string(),
+            database: "replication".into(),
+            user: "replica_user".into(),
+            password: "not-the-password".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let parent = p.backup.data_dir().parent().unwrap().to_owned();
+    let before = listing(&parent);
+    let err = clone_standby(&p.backup, &p.upstream(p.vps.port(), "s1"), &mut |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(err.contains("is wrong: fix that line"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+    assert_eq!(
+        listing(&parent),
+        before,
+        "the failed clone left files behind"
+    );
+    assert_eq!(slots_on_vps(&p).await, 0, "the failed clone left a slot");
+    assert!(!p.backup.is_running().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_pg_hba_entry_fails_clearly() {
+    let p = Pair::new().await;
+    // Prepared for another backup address: our 127.0.0.1 is not let in.
+    let admin = p.vps_admin().await;
+    let mut opts = p.options();
+    opts.backup_addresses = vec!["127.0.0.2".into()];
+    pgrepl::prepare_primary(&admin, p.local.as_ref(), &opts)
+        .await
+        .unwrap();
+    p.write_pgpass(p.vps.port()).await;
+    let parent = p.backup.data_dir().parent().unwrap().to_owned();
+    let before = listing(&parent);
+    let err = clone_standby(&p.backup, &p.upstream(p.vps.port(), "s1"), &mut |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no pg_hba.conf entry"), "{err}");
+    assert!(
+        err.contains("run prepare-primary with this machine's address"),
+        "{err}"
+    );
+    assert_eq!(listing(&parent), before);
+
+    // The same through the TCP client: a hint, not just the server's words.
+    let err = pgrepl::PgClient::connect(&format!(
+        "host=127.0.0.1 port={} user=replica_rewind dbname=postgres passfile={}",
+        p.vps.port(),
+        p.passfile.display()
+    ))
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("no pg_hba.conf line lets replica_rewind in"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pgpass_readable_by_others_is_refused_before_anything_happens() {
+    let p = Pair::new().await.prepared().await;
+    std::fs::set_permissions(&p.passfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let parent = p.backup.data_dir().parent().unwrap().to_owned();
+    let before = listing(&parent);
+    let err = clone_standby(&p.backup, &p.upstream(p.vps.port(), "s1"), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PgreplError::PgpassPermissions { mode: 0o644, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("chmod 0600") && text.contains(&p.passfile.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(listing(&parent), before);
+    // Writing our secrets into it is refused too, until the operator fixes the mode.
+    let err = pgrepl::pgpass::upsert(p.local.as_ref(), &p.passfile, &os_user(&p.sb), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PgreplError::PgpassPermissions { .. }),
+        "{err:?}"
+    );
+    std::fs::set_permissions(&p.passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p.write_pgpass(p.vps.port()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_name_with_a_quote_is_refused() {
+    for bad in ["vps'1", "vps\"1", "Vps1", "vps-1", "1vps", ""] {
+        let err = Name::new("slot name", bad).unwrap_err().to_string();
+        assert!(
+            err.contains("invalid slot name") && err.contains("lower-case"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_standby_port_is_refused() {
+    let mut p = Pair::new().await.prepared().await;
+    // Another server already listens on the port the backup cluster is meant to use.
+    let squatter = p.sb.add_cluster("squatter").unwrap();
+    let local = p.local.clone();
+    let base = p.backup.data_dir().parent().unwrap().to_owned();
+    let backup = pgrepl::PlainCluster::new(
+        local,
+        squatter.bindir(),
+        p.backup.data_dir(),
+        squatter.port(),
+        os_user(&p.sb),
+        base.clone(),
+        base.join("postgresql.log"),
+    )
+    .unwrap();
+    let before = listing(&base);
+    let err = clone_standby(&backup, &p.upstream(p.vps.port(), "s1"), &mut |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("port {} is already taken", squatter.port())),
+        "{err}"
+    );
+    assert_eq!(listing(&base), before);
+    assert_eq!(slots_on_vps(&p).await, 0);
+    p.backup = backup;
+}
