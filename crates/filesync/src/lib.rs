@@ -1,8 +1,37 @@
-//! Filestore replication driven by the standby database, rsync for plain trees, audit, SSH setup, schedules.
+//! Moving an Odoo instance's files to the backup server.
 //!
-//! **Not built yet**: this crate is a placeholder in the workspace; it fills up under
-//! issue #4. See `../shared/DESIGN.md` for what it will own.
+//! - [`sync_db`]: the filestore, driven by the standby database. Odoo names every filestore
+//!   file by the SHA-1 of its content and never rewrites one, and the standby already knows
+//!   every name (`ir_attachment.store_fname`), so what to copy is known without scanning: the
+//!   referenced names minus the ones already here ([`Index`]), fetched as one tar stream over
+//!   SSH, checked, renamed into place. Nothing is ever deleted by a pass.
+//! - [`rsync`]: plain trees (addon sources, `data_dir/addons`, sessions, requirement.txt)
+//!   with the runbook's semantics, and the first full copy of a data_dir.
+//! - [`audit`]: referenced files that are missing, truncated, or (with verify) corrupt.
+//! - [`sshsetup`]: key, authorized_keys, `~/.ssh/config` block, known_hosts after the
+//!   operator confirms the fingerprint.
+//! - [`schedule`]: systemd units and timers, or cron lines for those who want the runbook's way.
 //!
+//! ```no_run
+//! # async fn demo(standby: &dyn pgrepl::Sql, vps: filesync::Vps) -> Result<(), filesync::SyncError> {
+//! use std::path::Path;
+//! let local = Path::new("/opt/odoouser/respaldo_filestore/vps1/data_dir/filestore");
+//! let mut index = filesync::Index::load_or_build(Path::new("/var/lib/odoo-standby/vps1/clientes.index"), &local.join("clientes"))?;
+//! let report = filesync::sync_db(standby, "clientes", &vps, local, &mut index, &Default::default()).await?;
+//! println!("fetched {} files ({} bytes)", report.fetched, report.bytes);
+//! # Ok(()) }
 //! ```
-//! // Nothing to call yet.
-//! ```
+
+pub mod audit;
+mod error;
+mod filestore;
+mod index;
+mod name;
+pub mod rsync;
+pub mod schedule;
+pub mod sshsetup;
+
+pub use error::{Result, SyncError};
+pub use filestore::{referenced, sync_db, PassReport, SyncOptions, Vps};
+pub use index::{syncfs, Index, TMP_SUFFIX};
+pub use name::StoreName;

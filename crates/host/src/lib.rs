@@ -49,7 +49,7 @@ pub use error::{HostError, HostErrorKind};
 pub use file::{FileKind, FileStat, Ownership};
 pub use local::LocalHost;
 pub use spec::{CommandSpec, ExitStatus, Output};
-pub use ssh::{fingerprint_sha256, SshAuth, SshConfig, SshHost};
+pub use ssh::{fingerprint_sha256, scan_host_key, ScannedKey, SshAuth, SshConfig, SshHost};
 
 /// A source of bytes for a streamed command's stdin.
 pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;

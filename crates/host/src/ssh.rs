@@ -158,6 +158,83 @@ impl std::fmt::Debug for SshHost {
     }
 }
 
+/// A server's host key as offered during the handshake, before anyone trusts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedKey {
+    /// Key algorithm, e.g. `ssh-ed25519`.
+    pub key_type: String,
+    /// The key blob, base64 (the second field of a known_hosts line).
+    pub key_base64: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+/// Connects to `host:port`, completes the SSH handshake and returns the offered host key
+/// without authenticating or trusting it: for showing the fingerprint to the operator, who
+/// decides whether it goes into known_hosts.
+pub async fn scan_host_key(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<ScannedKey, HostError> {
+    let mut cfg = SshConfig::new("nobody", host, port, SshAuth::Agent, "/dev/null");
+    cfg.connect_timeout = timeout;
+    let name = format!("{host}:{port}");
+    blocking(&name.clone(), move || {
+        let addrs: Vec<_> = (cfg.host.as_str(), cfg.port)
+            .to_socket_addrs()
+            .map_err(|source| HostError::Resolve {
+                host: name.clone(),
+                source,
+            })?
+            .collect();
+        let addr = addrs.first().ok_or_else(|| HostError::Resolve {
+            host: name.clone(),
+            source: std::io::Error::new(ErrorKind::NotFound, "no address"),
+        })?;
+        let tcp =
+            TcpStream::connect_timeout(addr, cfg.connect_timeout).map_err(|e| match e.kind() {
+                ErrorKind::ConnectionRefused => HostError::ConnectionRefused {
+                    host: name.clone(),
+                    source: e,
+                },
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => HostError::Timeout {
+                    host: name.clone(),
+                    during: "connecting".into(),
+                    seconds: cfg.connect_timeout.as_secs(),
+                },
+                _ => HostError::Io {
+                    host: name.clone(),
+                    during: "connecting".into(),
+                    source: e,
+                },
+            })?;
+        let mut session = Session::new().map_err(|source| HostError::Ssh {
+            host: name.clone(),
+            during: "starting an SSH session".into(),
+            source,
+        })?;
+        session.set_timeout(u32::try_from(cfg.connect_timeout.as_millis()).unwrap_or(u32::MAX));
+        session.set_tcp_stream(tcp);
+        session.handshake().map_err(|source| HostError::Ssh {
+            host: name.clone(),
+            during: "the SSH handshake".into(),
+            source,
+        })?;
+        let (key, kind) = session.host_key().ok_or_else(|| HostError::Unexpected {
+            host: name.clone(),
+            during: "reading the server's host key".into(),
+            output: "no host key".into(),
+        })?;
+        Ok(ScannedKey {
+            key_type: key_type_name(kind).to_owned(),
+            key_base64: base64::engine::general_purpose::STANDARD.encode(key),
+            fingerprint: fingerprint_sha256(key),
+        })
+    })
+    .await
+}
+
 /// SHA-256 fingerprint of a public key blob as OpenSSH prints it (`SHA256:base64`).
 pub fn fingerprint_sha256(key: &[u8]) -> String {
     let digest = sha2::Sha256::digest(key);

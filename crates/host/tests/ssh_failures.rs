@@ -199,3 +199,15 @@ async fn one_connection_serves_many_commands_and_survives_a_restart_of_sshd() {
         .unwrap();
     assert_eq!(out.stdout_text(), "again\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanning_shows_the_key_without_trusting_it() {
+    let mut sb = Sandbox::new().unwrap();
+    let sshd = sb.start_sshd().unwrap();
+    let key = host::scan_host_key("127.0.0.1", sshd.port, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(key.fingerprint, openssh_fingerprint(&sshd.host_key_pub));
+    let public = std::fs::read_to_string(&sshd.host_key_pub).unwrap();
+    assert!(public.contains(&format!("{} {}", key.key_type, key.key_base64)));
+}

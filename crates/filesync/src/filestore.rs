@@ -1,0 +1,383 @@
+//! One filestore pass for one database: the names the standby references, minus the names
+//! already here, fetched from the VPS as one tar stream over SSH (names NUL-separated on its
+//! stdin), each written to a temporary name, checked, and renamed into place.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use host::{CommandSpec, Host};
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+use tokio_util::io::SyncIoBridge;
+
+use crate::error::{Result, SyncError};
+use crate::index::{Index, TMP_SUFFIX};
+use crate::name::StoreName;
+
+/// Where the VPS keeps its filestore.
+#[derive(Clone)]
+pub struct Vps {
+    /// The VPS (an `SshHost` in production).
+    pub host: Arc<dyn Host>,
+    /// `<data_dir>/filestore` on the VPS.
+    pub filestore: PathBuf,
+}
+
+/// Options of a pass.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// Check each fetched file's SHA-1 against its name (costs CPU; the size is always checked).
+    pub verify_sha1: bool,
+    /// Names per tar stream.
+    pub batch: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            verify_sha1: true,
+            batch: 20_000,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct PassReport {
+    /// The database.
+    pub db: String,
+    /// Distinct files the standby references.
+    pub referenced: usize,
+    /// References that are not filestore names (URL attachments have none; other storage
+    /// schemes, odd values): skipped, never used as paths.
+    pub skipped: usize,
+    /// Files fetched now.
+    pub fetched: usize,
+    /// Bytes fetched now.
+    pub bytes: u64,
+    /// Referenced files the VPS does not have (reported, not fatal).
+    pub missing_on_vps: Vec<String>,
+    /// Files whose content did not match their name (not kept).
+    pub corrupt_on_vps: Vec<String>,
+}
+
+/// The names the standby's database `db` references, and how many rows were skipped.
+pub async fn referenced(standby: &dyn pgrepl::Sql, db: &str) -> Result<(Vec<StoreName>, usize)> {
+    let rows = standby
+        .query("SELECT DISTINCT store_fname FROM ir_attachment WHERE store_fname IS NOT NULL")
+        .await
+        .map_err(|e| SyncError::Db {
+            db: db.to_owned(),
+            source: Box::new(e),
+        })?;
+    let mut names = Vec::with_capacity(rows.len());
+    let mut skipped = 0;
+    for r in rows {
+        match r
+            .into_iter()
+            .next()
+            .flatten()
+            .as_deref()
+            .and_then(StoreName::parse)
+        {
+            Some(n) => names.push(n),
+            None => skipped += 1,
+        }
+    }
+    Ok((names, skipped))
+}
+
+/// Runs one pass for database `db`: `standby` is a connection to that database on the
+/// standby cluster, `local_filestore` is `<backup data_dir>/filestore`, `index` tracks
+/// what is there. Never deletes a file.
+pub async fn sync_db(
+    standby: &dyn pgrepl::Sql,
+    db: &str,
+    vps: &Vps,
+    local_filestore: &Path,
+    index: &mut Index,
+    opts: &SyncOptions,
+) -> Result<PassReport> {
+    validate_db_name(db)?;
+    let (names, skipped) = referenced(standby, db).await?;
+    let mut report = PassReport {
+        db: db.to_owned(),
+        referenced: names.len(),
+        skipped,
+        ..Default::default()
+    };
+    let local = local_filestore.join(db);
+    let mut wanted = Vec::new();
+    for n in names {
+        if index.contains(&n) {
+            continue;
+        }
+        // Not indexed: maybe copied by a seed; stat only these.
+        if std::fs::symlink_metadata(local.join(n.to_string())).is_ok_and(|m| m.is_file()) {
+            index.insert(n);
+        } else {
+            wanted.push(n);
+        }
+    }
+    if !wanted.is_empty() {
+        let remote = vps.filestore.join(db);
+        let st = vps
+            .host
+            .stat(&remote)
+            .await
+            .map_err(SyncError::remote(format!(
+                "checking {} on {}",
+                remote.display(),
+                vps.host.name()
+            )))?;
+        if st.is_none() {
+            return Err(SyncError::invalid(
+                "VPS filestore",
+                format!(
+                    "{} does not exist on {}: check data_dir in the config (the VPS's odoo.conf says where it is)",
+                    remote.display(),
+                    vps.host.name()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(&local)
+            .map_err(|e| SyncError::local("cannot create", &local, e))?;
+        for batch in wanted.chunks(opts.batch.max(1)) {
+            let got = fetch(vps, &remote, &local, batch, opts.verify_sha1).await;
+            // Whatever was renamed into place is complete: index it even if the stream broke.
+            let fetched = match got {
+                Ok(f) => f,
+                Err((done, e)) => {
+                    for n in &done.names {
+                        index.insert(*n);
+                    }
+                    index.persist(local_filestore)?;
+                    return Err(e);
+                }
+            };
+            for n in &fetched.names {
+                index.insert(*n);
+            }
+            report.fetched += fetched.names.len();
+            report.bytes += fetched.bytes;
+            report.missing_on_vps.extend(fetched.missing);
+            report.corrupt_on_vps.extend(fetched.corrupt);
+        }
+    }
+    index.persist(local_filestore)?;
+    Ok(report)
+}
+
+/// Database names reach paths: the same rule PostgreSQL identifiers get from Odoo's manager.
+fn validate_db_name(db: &str) -> Result<()> {
+    let ok = !db.is_empty()
+        && db.len() <= 63
+        && db
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !db.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(SyncError::invalid(
+            "database name",
+            format!("{db:?}: letters, digits, '_', '-' and '.' only"),
+        ))
+    }
+}
+
+#[derive(Default)]
+struct Fetched {
+    names: Vec<StoreName>,
+    bytes: u64,
+    missing: Vec<String>,
+    corrupt: Vec<String>,
+}
+
+/// Streams one batch; on failure returns what was completed before it.
+async fn fetch(
+    vps: &Vps,
+    remote: &Path,
+    local: &Path,
+    batch: &[StoreName],
+    verify: bool,
+) -> std::result::Result<Fetched, (Fetched, SyncError)> {
+    let mut list = Vec::with_capacity(batch.len() * 44);
+    for n in batch {
+        list.extend_from_slice(n.to_string().as_bytes());
+        list.push(0);
+    }
+    let spec = CommandSpec::new("tar")
+        .args(["--ignore-failed-read", "--no-recursion", "--null", "-C"])
+        .arg(remote.display().to_string())
+        .args(["-T", "-", "-cf", "-"]);
+    let (writer, reader) = tokio::io::duplex(256 * 1024);
+    let wanted: HashSet<StoreName> = batch.iter().copied().collect();
+    let local = local.to_owned();
+    let unpack = tokio::task::spawn_blocking(move || {
+        unpack(SyncIoBridge::new(reader), &local, &wanted, verify)
+    });
+    let stdin: host::BoxRead = Box::new(std::io::Cursor::new(list));
+    let streamed = vps.host.stream(&spec, Some(stdin), Box::new(writer)).await;
+    let unpacked = unpack.await.unwrap_or_else(|e| {
+        (
+            Fetched::default(),
+            Some(SyncError::Stream {
+                host: vps.host.name(),
+                detail: e.to_string(),
+            }),
+        )
+    });
+    let (mut fetched, unpack_err) = unpacked;
+    // A local failure (disk full) says more than the broken pipe it causes on the other side.
+    if let Some(e) = unpack_err {
+        return Err((fetched, e));
+    }
+    match streamed {
+        Ok(out) => {
+            for line in out.stderr_text().lines() {
+                if line.contains("Cannot stat") || line.contains("No such file") {
+                    if let Some(name) = line.split(": ").nth(1) {
+                        fetched.missing.push(name.trim().to_owned());
+                    }
+                }
+            }
+            Ok(fetched)
+        }
+        Err(e) => Err((
+            fetched,
+            SyncError::Stream {
+                host: vps.host.name(),
+                detail: e.to_string(),
+            },
+        )),
+    }
+}
+
+/// Reads a tar stream; writes each wanted regular file to `<name>.odoo-standby-tmp`, checks
+/// its size (and SHA-1), renames it into place. Returns what was done and the first error.
+fn unpack(
+    input: impl Read,
+    local: &Path,
+    wanted: &HashSet<StoreName>,
+    verify: bool,
+) -> (Fetched, Option<SyncError>) {
+    let mut done = Fetched::default();
+    let mut archive = tar::Archive::new(input);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            return (
+                done,
+                Some(SyncError::Stream {
+                    host: "the VPS".into(),
+                    detail: e.to_string(),
+                }),
+            )
+        }
+    };
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                return (
+                    done,
+                    Some(SyncError::Stream {
+                        host: "the VPS".into(),
+                        detail: e.to_string(),
+                    }),
+                )
+            }
+        };
+        let path = match entry.path() {
+            Ok(p) => p.to_string_lossy().into_owned(),
+            Err(e) => {
+                return (
+                    done,
+                    Some(SyncError::Stream {
+                        host: "the VPS".into(),
+                        detail: e.to_string(),
+                    }),
+                )
+            }
+        };
+        // Only the regular files we asked for, under their own validated names.
+        let Some(name) = StoreName::parse(&path).filter(|n| wanted.contains(n)) else {
+            continue;
+        };
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        let final_path = local.join(name.to_string());
+        let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", final_path.display()));
+        match write_one(&mut entry, &final_path, &tmp, size, verify.then_some(&name)) {
+            Ok(true) => {
+                done.bytes += size;
+                done.names.push(name);
+            }
+            Ok(false) => done.corrupt.push(name.to_string()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return (done, Some(e));
+            }
+        }
+    }
+    (done, None)
+}
+
+/// Writes one file; `Ok(false)` when its SHA-1 does not match its name (nothing kept).
+fn write_one(
+    entry: &mut impl Read,
+    final_path: &Path,
+    tmp: &Path,
+    size: u64,
+    check: Option<&StoreName>,
+) -> Result<bool> {
+    if let Some(dir) = final_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| SyncError::local("cannot create", dir, e))?;
+    }
+    let mut f =
+        std::fs::File::create(tmp).map_err(|e| SyncError::local("cannot create", tmp, e))?;
+    let mut hasher = Sha1::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut written = 0u64;
+    loop {
+        let n = entry.read(&mut buf).map_err(|e| SyncError::Stream {
+            host: "the VPS".into(),
+            detail: format!("reading {}: {e}", final_path.display()),
+        })?;
+        if n == 0 {
+            break;
+        }
+        if check.is_some() {
+            hasher.update(&buf[..n]);
+        }
+        f.write_all(&buf[..n])
+            .map_err(|e| SyncError::local("cannot write", tmp, e))?;
+        written += n as u64;
+    }
+    f.flush()
+        .map_err(|e| SyncError::local("cannot write", tmp, e))?;
+    drop(f);
+    if written != size {
+        return Err(SyncError::Stream {
+            host: "the VPS".into(),
+            detail: format!(
+                "{} arrived with {written} of {size} bytes",
+                final_path.display()
+            ),
+        });
+    }
+    if let Some(name) = check {
+        if hasher.finalize().as_slice() != name.sha() {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(false);
+        }
+    }
+    std::fs::rename(tmp, final_path)
+        .map_err(|e| SyncError::local("cannot rename into", final_path, e))?;
+    Ok(true)
+}

@@ -1,0 +1,233 @@
+//! The database-driven filestore sync.
+
+use filesync::{audit::audit, sync_db, SyncError, SyncOptions};
+use sandbox::SizeMix;
+
+use crate::testutil::{files_under, sound, World};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_leaves_exactly_the_referenced_files_and_then_only_fetches_new_ones() {
+    let w = World::new(300, &SizeMix::odoo());
+    let db = w.standby_sql().await;
+    let vps = w.vps();
+    let mut index = w.index();
+    let first = sync_db(
+        &db,
+        "clientes",
+        &vps,
+        &w.local_filestore(),
+        &mut index,
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    let referenced = w.referenced();
+    assert_eq!(first.referenced, referenced.len());
+    assert_eq!(first.fetched, referenced.len());
+    assert!(first.missing_on_vps.is_empty() && first.corrupt_on_vps.is_empty());
+    let local = w.local_filestore().join("clientes");
+    assert_eq!(
+        files_under(&local),
+        referenced,
+        "exactly the referenced files, nothing else"
+    );
+    for n in &referenced {
+        assert_eq!(
+            std::fs::read(local.join(n)).unwrap(),
+            std::fs::read(w.vps_data.join("filestore/clientes").join(n)).unwrap()
+        );
+    }
+
+    // New attachments on the VPS: once the standby has their rows, the next pass takes
+    // exactly those.
+    let added = w
+        .vps_db
+        .add_attachments("clientes", &w.vps_data, 25, &SizeMix::odoo(), 99)
+        .unwrap();
+    w.wait_replayed();
+    let new_names: std::collections::BTreeSet<_> =
+        added.iter().map(|a| a.store_fname.clone()).collect();
+    let second = sync_db(
+        &db,
+        "clientes",
+        &vps,
+        &w.local_filestore(),
+        &mut index,
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.fetched, new_names.difference(&referenced).count());
+    assert_eq!(files_under(&local), w.referenced());
+    // Steady state: nothing to fetch, and a reloaded index agrees without listing the disk.
+    let third = sync_db(
+        &db,
+        "clientes",
+        &vps,
+        &w.local_filestore(),
+        &mut w.index(),
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((third.fetched, third.bytes), (0, 0));
+    assert_eq!(
+        third.skipped, 0,
+        "URL and in-database rows have no store_fname and are not counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_missing_on_the_vps_is_reported_by_name_and_the_rest_arrives() {
+    let w = World::new(40, &SizeMix::fixed(2000));
+    let referenced: Vec<String> = w.referenced().into_iter().collect();
+    let gone = &referenced[7];
+    std::fs::remove_file(w.vps_data.join("filestore/clientes").join(gone)).unwrap();
+    // A row whose store_fname is not a filestore name is skipped, never used as a path.
+    w.vps_db
+        .psql(
+            "clientes",
+            "INSERT INTO ir_attachment (name, store_fname) VALUES ('evil', '../../../etc/passwd')",
+        )
+        .unwrap();
+    w.wait_replayed();
+    let db = w.standby_sql().await;
+    let r = sync_db(
+        &db,
+        "clientes",
+        &w.vps(),
+        &w.local_filestore(),
+        &mut w.index(),
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.missing_on_vps, vec![gone.clone()]);
+    assert_eq!(r.skipped, 1);
+    assert_eq!(r.fetched, referenced.len() - 1);
+    assert!(!w.local_filestore().join("clientes").join(gone).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_cut_mid_stream_leaves_no_partial_file_and_the_next_pass_completes() {
+    // Large files, so that the stream is still running when the connection is killed.
+    let mut w = World::new(60, &SizeMix::fixed(4 * 1024 * 1024));
+    let db = w.standby_sql().await;
+    let vps = w.vps();
+    let local = w.local_filestore().join("clientes");
+    let sshd_pid = w.sb.start_sshd().unwrap().pid;
+    let local_watch = local.clone();
+    let killer = tokio::spawn(async move {
+        // As soon as the first file is in place, kill the SSH session (sshd's child).
+        for _ in 0..5000 {
+            if files_under(&local_watch)
+                .iter()
+                .any(|f| !f.ends_with(filesync::TMP_SUFFIX))
+            {
+                let st = std::process::Command::new("pkill")
+                    .args(["-KILL", "-P", &sshd_pid.to_string()])
+                    .status()
+                    .unwrap();
+                return st.success();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        false
+    });
+    let mut index = w.index();
+    let cut = sync_db(
+        &db,
+        "clientes",
+        &vps,
+        &w.local_filestore(),
+        &mut index,
+        &SyncOptions::default(),
+    )
+    .await;
+    assert!(killer.await.unwrap(), "the session was not killed");
+    let err = cut.expect_err("the pass should have been cut");
+    assert!(matches!(err, SyncError::Stream { .. }), "{err:?}");
+    let after_cut = files_under(&local);
+    let complete: Vec<_> = after_cut
+        .iter()
+        .filter(|f| !f.ends_with(filesync::TMP_SUFFIX))
+        .collect();
+    assert!(
+        !complete.is_empty() && complete.len() < 60,
+        "{} files",
+        complete.len()
+    );
+    for f in &complete {
+        assert!(
+            sound(&local.join(f)),
+            "{f} is under its final name but incomplete"
+        );
+    }
+    assert!(
+        after_cut.iter().all(|f| !f.ends_with(filesync::TMP_SUFFIX)),
+        "a temporary file was left: {after_cut:?}"
+    );
+
+    // The next pass (a new connection) completes, and fetches only what was missing.
+    let next = sync_db(
+        &db,
+        "clientes",
+        &w.vps(),
+        &w.local_filestore(),
+        &mut w.index(),
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.fetched, w.referenced().len() - complete.len());
+    assert_eq!(files_under(&local), w.referenced());
+    assert!(files_under(&local).iter().all(|f| sound(&local.join(f))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_finds_a_truncated_and_a_corrupted_file() {
+    let w = World::new(30, &SizeMix::fixed(5000));
+    let db = w.standby_sql().await;
+    sync_db(
+        &db,
+        "clientes",
+        &w.vps(),
+        &w.local_filestore(),
+        &mut w.index(),
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    let ok = audit(&db, "clientes", &w.local_filestore(), true)
+        .await
+        .unwrap();
+    assert!(ok.healthy(), "{ok:?}");
+    assert_eq!(ok.checked, w.referenced().len());
+
+    let names: Vec<String> = w.referenced().into_iter().collect();
+    let local = w.local_filestore().join("clientes");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(local.join(&names[0]))
+        .unwrap();
+    f.set_len(1000).unwrap();
+    let mut bytes = std::fs::read(local.join(&names[1])).unwrap();
+    bytes[42] ^= 0xff;
+    std::fs::write(local.join(&names[1]), bytes).unwrap();
+    std::fs::remove_file(local.join(&names[2])).unwrap();
+
+    let quick = audit(&db, "clientes", &w.local_filestore(), false)
+        .await
+        .unwrap();
+    assert_eq!(quick.truncated, vec![names[0].clone()]);
+    assert_eq!(quick.missing, vec![names[2].clone()]);
+    assert!(
+        quick.corrupt.is_empty(),
+        "without verify the content is not read"
+    );
+    let full = audit(&db, "clientes", &w.local_filestore(), true)
+        .await
+        .unwrap();
+    assert_eq!(full.corrupt, vec![names[1].clone()]);
+    assert!(!full.healthy());
+}
