@@ -25,10 +25,48 @@ pub struct Vps {
     pub filestore: PathBuf,
 }
 
+impl Vps {
+    /// Checks once per process and database that the VPS has that filestore directory (a
+    /// round trip a steady-state pass does not need to repeat).
+    async fn ensure_dir(&self, db: &str, remote: &Path) -> Result<()> {
+        static CHECKED: std::sync::Mutex<Vec<(String, PathBuf)>> =
+            std::sync::Mutex::new(Vec::new());
+        let key = (self.host.name(), remote.to_owned());
+        if CHECKED.lock().map(|c| c.contains(&key)).unwrap_or(false) {
+            return Ok(());
+        }
+        let st = self
+            .host
+            .stat(remote)
+            .await
+            .map_err(SyncError::remote(format!(
+                "checking {} on {}",
+                remote.display(),
+                self.host.name()
+            )))?;
+        if st.is_none() {
+            return Err(SyncError::invalid(
+                "VPS filestore",
+                format!(
+                    "{} does not exist on {}: check data_dir in the config (the VPS's odoo.conf says where it is)",
+                    remote.display(),
+                    self.host.name()
+                ),
+            ));
+        }
+        tracing::debug!("{db}: {} exists on {}", remote.display(), self.host.name());
+        if let Ok(mut c) = CHECKED.lock() {
+            c.push(key);
+        }
+        Ok(())
+    }
+}
+
 /// Options of a pass.
 #[derive(Clone, Debug)]
 pub struct SyncOptions {
-    /// Check each fetched file's SHA-1 against its name (costs CPU; the size is always checked).
+    /// Also check each fetched file's SHA-1 against its name (the size is always checked;
+    /// `audit --verify` checks everything at rest).
     pub verify_sha1: bool,
     /// Names per tar stream.
     pub batch: usize,
@@ -37,7 +75,7 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
-            verify_sha1: true,
+            verify_sha1: false,
             batch: 20_000,
         }
     }
@@ -61,12 +99,43 @@ pub struct PassReport {
     pub missing_on_vps: Vec<String>,
     /// Files whose content did not match their name (not kept).
     pub corrupt_on_vps: Vec<String>,
+    /// Milliseconds spent reading names from the standby.
+    pub query_ms: u64,
+    /// Milliseconds spent comparing with the index (and stat-ing unindexed names).
+    pub diff_ms: u64,
+    /// Milliseconds spent fetching (connection, tar stream, writes).
+    pub fetch_ms: u64,
+    /// Milliseconds spent saving the index.
+    pub persist_ms: u64,
 }
 
 /// The names the standby's database `db` references, and how many rows were skipped.
 pub async fn referenced(standby: &dyn pgrepl::Sql, db: &str) -> Result<(Vec<StoreName>, usize)> {
+    let (names, skipped, _) = query_names(standby, db, None).await?;
+    Ok((names, skipped))
+}
+
+/// Names referenced by rows written since `since` (all rows when `None`), the skipped count,
+/// and the newest `write_date` seen (the next high-water mark).
+async fn query_names(
+    standby: &dyn pgrepl::Sql,
+    db: &str,
+    since: Option<&str>,
+) -> Result<(Vec<StoreName>, usize, Option<String>)> {
+    let filter = match since {
+        // A margin of one hour: a transaction that started before the last pass and
+        // committed after it carries an older write_date.
+        Some(t) => format!(
+            " AND write_date > {}::timestamp - interval '1 hour'",
+            pgrepl::quote_literal(t)
+        ),
+        None => String::new(),
+    };
     let rows = standby
-        .query("SELECT DISTINCT store_fname FROM ir_attachment WHERE store_fname IS NOT NULL")
+        .query(&format!(
+            "SELECT store_fname, max(write_date)::text FROM ir_attachment \
+             WHERE store_fname IS NOT NULL{filter} GROUP BY store_fname"
+        ))
         .await
         .map_err(|e| SyncError::Db {
             db: db.to_owned(),
@@ -74,19 +143,42 @@ pub async fn referenced(standby: &dyn pgrepl::Sql, db: &str) -> Result<(Vec<Stor
         })?;
     let mut names = Vec::with_capacity(rows.len());
     let mut skipped = 0;
+    let mut newest: Option<String> = None;
     for r in rows {
-        match r
-            .into_iter()
-            .next()
-            .flatten()
-            .as_deref()
-            .and_then(StoreName::parse)
-        {
+        let mut cols = r.into_iter();
+        match cols.next().flatten().as_deref().and_then(StoreName::parse) {
             Some(n) => names.push(n),
             None => skipped += 1,
         }
+        // Timestamps as PostgreSQL prints them compare correctly as text.
+        if let Some(w) = cols.next().flatten() {
+            if newest.as_ref().is_none_or(|n| w > *n) {
+                newest = Some(w);
+            }
+        }
     }
-    Ok((names, skipped))
+    Ok((names, skipped, newest))
+}
+
+/// Remembers, between passes of `watch`, how far the standby's rows were read, so that a
+/// steady-state pass asks only for rows written since (plus a margin) instead of every name.
+/// Every `full_every`, a pass reads every name again, as a safety net.
+#[derive(Clone, Debug)]
+pub struct Tracker {
+    high_water: Option<String>,
+    last_full: Option<std::time::Instant>,
+    /// How often a pass reads every name.
+    pub full_every: std::time::Duration,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self {
+            high_water: None,
+            last_full: None,
+            full_every: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 /// Runs one pass for database `db`: `standby` is a connection to that database on the
@@ -100,14 +192,50 @@ pub async fn sync_db(
     index: &mut Index,
     opts: &SyncOptions,
 ) -> Result<PassReport> {
+    sync_db_tracked(
+        standby,
+        db,
+        vps,
+        local_filestore,
+        index,
+        opts,
+        &mut Tracker::default(),
+    )
+    .await
+}
+
+/// Like [`sync_db`], reading only rows written since the tracker's last pass when it can
+/// (see [`Tracker`]). A `report.referenced` then counts the names read in this pass.
+pub async fn sync_db_tracked(
+    standby: &dyn pgrepl::Sql,
+    db: &str,
+    vps: &Vps,
+    local_filestore: &Path,
+    index: &mut Index,
+    opts: &SyncOptions,
+    tracker: &mut Tracker,
+) -> Result<PassReport> {
     validate_db_name(db)?;
-    let (names, skipped) = referenced(standby, db).await?;
+    let clock = std::time::Instant::now();
+    let full = tracker.high_water.is_none()
+        || tracker
+            .last_full
+            .is_none_or(|t| t.elapsed() >= tracker.full_every);
+    let since = if full {
+        None
+    } else {
+        tracker.high_water.clone()
+    };
+    let (names, skipped, newest) = query_names(standby, db, since.as_deref()).await?;
+    let query_ms = clock.elapsed().as_millis() as u64;
     let mut report = PassReport {
         db: db.to_owned(),
         referenced: names.len(),
         skipped,
+        query_ms,
         ..Default::default()
     };
+    let clock = std::time::Instant::now();
     let local = local_filestore.join(db);
     let mut wanted = Vec::new();
     for n in names {
@@ -121,27 +249,11 @@ pub async fn sync_db(
             wanted.push(n);
         }
     }
+    report.diff_ms = clock.elapsed().as_millis() as u64;
+    let clock = std::time::Instant::now();
     if !wanted.is_empty() {
         let remote = vps.filestore.join(db);
-        let st = vps
-            .host
-            .stat(&remote)
-            .await
-            .map_err(SyncError::remote(format!(
-                "checking {} on {}",
-                remote.display(),
-                vps.host.name()
-            )))?;
-        if st.is_none() {
-            return Err(SyncError::invalid(
-                "VPS filestore",
-                format!(
-                    "{} does not exist on {}: check data_dir in the config (the VPS's odoo.conf says where it is)",
-                    remote.display(),
-                    vps.host.name()
-                ),
-            ));
-        }
+        vps.ensure_dir(db, &remote).await?;
         std::fs::create_dir_all(&local)
             .map_err(|e| SyncError::local("cannot create", &local, e))?;
         for batch in wanted.chunks(opts.batch.max(1)) {
@@ -153,7 +265,7 @@ pub async fn sync_db(
                     for n in &done.names {
                         index.insert(*n);
                     }
-                    index.persist(local_filestore)?;
+                    index.persist()?;
                     return Err(e);
                 }
             };
@@ -166,7 +278,19 @@ pub async fn sync_db(
             report.corrupt_on_vps.extend(fetched.corrupt);
         }
     }
-    index.persist(local_filestore)?;
+    report.fetch_ms = clock.elapsed().as_millis() as u64;
+    let clock = std::time::Instant::now();
+    index.persist()?;
+    report.persist_ms = clock.elapsed().as_millis() as u64;
+    // Only a pass that completed moves the mark.
+    if let Some(n) = newest {
+        if tracker.high_water.as_ref().is_none_or(|h| n > *h) {
+            tracker.high_water = Some(n);
+        }
+    }
+    if full {
+        tracker.last_full = Some(std::time::Instant::now());
+    }
     Ok(report)
 }
 

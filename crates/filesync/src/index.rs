@@ -1,7 +1,14 @@
 //! Which filestore files are on the backup's disk, kept in memory and in a state file, so that
 //! a steady-state pass compares names instead of stat-ing the whole tree.
 //!
-//! The index only ever claims files that were fsynced before it was saved (`syncfs` first).
+//! Durability without an fsync per file: the state file records the boot it was written in.
+//! Within one boot, the page cache holds whatever we wrote, so the index is right even if our
+//! process dies. After a reboot (the only case where written data can be lost), the index is
+//! rebuilt from the disk, and every file modified in the ten minutes before the index was last
+//! saved has its SHA-1 checked; a file that does not match its name is removed (we wrote it)
+//! and fetched again. Older files were flushed long before by the kernel's periodic writeback
+//! (about 30 s). `audit --verify` checks everything when in doubt.
+//!
 //! A file that disappears behind our back stays claimed until `audit` finds it or a
 //! `--rescan` rebuilds the index from the disk.
 
@@ -15,6 +22,24 @@ use crate::name::StoreName;
 /// Suffix of our temporary files (ours to remove).
 pub const TMP_SUFFIX: &str = ".odoo-standby-tmp";
 
+const MAGIC: &[u8] = b"odoo-standby-index 1\n";
+/// Files modified this long before the last save are re-checked after a reboot.
+const SUSPECT_WINDOW_SECS: u64 = 600;
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The set of names present under one database's filestore directory.
 #[derive(Debug)]
 pub struct Index {
@@ -24,28 +49,64 @@ pub struct Index {
 }
 
 impl Index {
-    /// Loads the state file `file`, or builds the index by listing `db_root` when there is
-    /// none (listing reads directory entries only; it does not stat every file).
+    /// Loads the state file `file`; builds the index by listing `db_root` when there is none
+    /// (listing reads directory entries only), or when it was written before a reboot (then
+    /// recently written files are checked, see the module docs).
     pub fn load_or_build(file: &Path, db_root: &Path) -> Result<Self> {
-        match std::fs::File::open(file) {
+        let bytes = match std::fs::File::open(file) {
             Ok(mut f) => {
                 let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)
                     .map_err(|e| SyncError::local("cannot read the index", file, e))?;
-                let names = bytes.chunks(21).filter_map(StoreName::from_bytes).collect();
-                Ok(Self {
-                    file: file.to_owned(),
-                    names,
-                    dirty: false,
-                })
+                bytes
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::build(file, db_root),
-            Err(e) => Err(SyncError::local("cannot open the index", file, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Self::build(file, db_root)
+            }
+            Err(e) => return Err(SyncError::local("cannot open the index", file, e)),
+        };
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            return Self::build(file, db_root);
+        };
+        let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
+            return Self::build(file, db_root);
+        };
+        let (boot, rest) = (
+            String::from_utf8_lossy(&rest[..nl]).into_owned(),
+            &rest[nl + 1..],
+        );
+        if rest.len() < 8 {
+            return Self::build(file, db_root);
         }
+        let mut saved = [0u8; 8];
+        saved.copy_from_slice(&rest[..8]);
+        let saved_at = u64::from_le_bytes(saved);
+        if boot != boot_id() {
+            return Self::build_checked(
+                file,
+                db_root,
+                Some(saved_at.saturating_sub(SUSPECT_WINDOW_SECS)),
+            );
+        }
+        let names = rest[8..]
+            .chunks(21)
+            .filter_map(StoreName::from_bytes)
+            .collect();
+        Ok(Self {
+            file: file.to_owned(),
+            names,
+            dirty: false,
+        })
     }
 
     /// Lists `db_root` (and removes temporary files an interrupted pass of ours left).
     pub fn build(file: &Path, db_root: &Path) -> Result<Self> {
+        Self::build_checked(file, db_root, None)
+    }
+
+    /// Lists `db_root`; files modified at or after `check_since` (unix seconds) must match
+    /// their name, or they are removed and left out.
+    pub fn build_checked(file: &Path, db_root: &Path, check_since: Option<u64>) -> Result<Self> {
         let mut names = HashSet::new();
         let dirs = match std::fs::read_dir(db_root) {
             Ok(d) => d,
@@ -78,9 +139,26 @@ impl Index {
                     let _ = std::fs::remove_file(f.path());
                     continue;
                 }
-                if let Some(n) = StoreName::parse(&format!("{dname}/{fname}")) {
-                    names.insert(n);
+                let Some(n) = StoreName::parse(&format!("{dname}/{fname}")) else {
+                    continue;
+                };
+                if let Some(since) = check_since {
+                    let recent = f
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .is_some_and(|d| d.as_secs() >= since);
+                    if recent && !content_matches(&f.path(), &n) {
+                        tracing::warn!(
+                            "{} does not match its name after a reboot: fetching it again",
+                            f.path().display()
+                        );
+                        let _ = std::fs::remove_file(f.path());
+                        continue;
+                    }
                 }
+                names.insert(n);
             }
         }
         Ok(Self {
@@ -115,19 +193,22 @@ impl Index {
         self.names.is_empty()
     }
 
-    /// Flushes the filesystem of `data_root` (so every file the index claims is on disk),
-    /// then writes the state file atomically. Nothing happens when nothing changed.
-    pub fn persist(&mut self, data_root: &Path) -> Result<()> {
+    /// Writes the state file atomically (with this boot's id); nothing happens when nothing
+    /// changed.
+    pub fn persist(&mut self) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
-        syncfs(data_root)?;
         let tmp = self.file.with_extension("tmp");
         if let Some(parent) = self.file.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| SyncError::local("cannot create", parent, e))?;
         }
-        let mut out = Vec::with_capacity(self.names.len() * 21);
+        let mut out = Vec::with_capacity(MAGIC.len() + 64 + self.names.len() * 21);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(boot_id().as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&now_secs().to_le_bytes());
         for n in &self.names {
             out.extend_from_slice(&n.to_bytes());
         }
@@ -143,18 +224,20 @@ impl Index {
     }
 }
 
-/// `syncfs(2)` on the filesystem holding `path`: one call flushes every file we wrote.
-pub fn syncfs(path: &Path) -> Result<()> {
-    let f = std::fs::File::open(path).map_err(|e| SyncError::local("cannot open", path, e))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: syncfs on a file descriptor we own for the duration of the call.
-    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
-    if rc != 0 {
-        return Err(SyncError::local(
-            "cannot flush the filesystem of",
-            path,
-            std::io::Error::last_os_error(),
-        ));
+/// Whether the file's SHA-1 is the one its name says.
+fn content_matches(path: &Path, name: &StoreName) -> bool {
+    use sha1::Digest;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut h = sha1::Sha1::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(_) => return false,
+        }
     }
-    Ok(())
+    h.finalize().as_slice() == name.sha()
 }

@@ -32,6 +32,6 @@ pub mod schedule;
 pub mod sshsetup;
 
 pub use error::{Result, SyncError};
-pub use filestore::{referenced, sync_db, PassReport, SyncOptions, Vps};
-pub use index::{syncfs, Index, TMP_SUFFIX};
+pub use filestore::{referenced, sync_db, sync_db_tracked, PassReport, SyncOptions, Tracker, Vps};
+pub use index::{Index, TMP_SUFFIX};
 pub use name::StoreName;

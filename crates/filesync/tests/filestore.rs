@@ -231,3 +231,131 @@ async fn audit_finds_a_truncated_and_a_corrupted_file() {
     assert_eq!(full.corrupt, vec![names[1].clone()]);
     assert!(!full.healthy());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reboot_recent_files_are_checked_and_bad_ones_fetched_again() {
+    let w = World::new(20, &SizeMix::fixed(3000));
+    let db = w.standby_sql().await;
+    sync_db(
+        &db,
+        "clientes",
+        &w.vps(),
+        &w.local_filestore(),
+        &mut w.index(),
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    let local = w.local_filestore().join("clientes");
+    let names: Vec<String> = w.referenced().into_iter().collect();
+
+    // What a power cut can leave: a file under its final name with the wrong content.
+    let victim = local.join(&names[3]);
+    std::fs::write(&victim, b"").unwrap();
+    // The index was saved in another boot: rewrite its boot id.
+    let index_file = w.state.join("clientes.index");
+    let bytes = std::fs::read(&index_file).unwrap();
+    let magic_end = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let boot_end = magic_end + bytes[magic_end..].iter().position(|b| *b == b'\n').unwrap();
+    let mut forged = bytes[..magic_end].to_vec();
+    forged.extend_from_slice(b"00000000-0000-0000-0000-000000000000");
+    forged.extend_from_slice(&bytes[boot_end..]);
+    std::fs::write(&index_file, forged).unwrap();
+
+    let mut index = w.index();
+    assert_eq!(index.len(), names.len() - 1, "the bad file is not claimed");
+    assert!(!victim.exists(), "the bad copy (ours) was removed");
+    let r = sync_db(
+        &db,
+        "clientes",
+        &w.vps(),
+        &w.local_filestore(),
+        &mut index,
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.fetched, 1);
+    assert!(sound(&victim));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_passes_read_only_new_rows_and_still_catch_everything() {
+    let w = World::new(50, &SizeMix::fixed(2000));
+    // Old rows, as in a store that has been running for years.
+    w.vps_db
+        .psql(
+            "clientes",
+            "UPDATE ir_attachment SET write_date = timestamp '2020-01-01' + id * interval '1 day'",
+        )
+        .unwrap();
+    w.standby
+        .wait_for(
+            "clientes",
+            "SELECT count(*) FROM ir_attachment WHERE write_date > '2021-01-01'",
+            "0",
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap();
+    let db = w.standby_sql().await;
+    let vps = w.vps();
+    let mut index = w.index();
+    let mut tracker = filesync::Tracker::default();
+    let full = filesync::sync_db_tracked(
+        &db,
+        "clientes",
+        &vps,
+        &w.local_filestore(),
+        &mut index,
+        &SyncOptions::default(),
+        &mut tracker,
+    )
+    .await
+    .unwrap();
+    assert_eq!(full.referenced, w.referenced().len());
+
+    // New rows, and a row whose content was replaced (Odoo writes a new file and updates
+    // store_fname and write_date).
+    let added = w
+        .vps_db
+        .add_attachments("clientes", &w.vps_data, 10, &SizeMix::fixed(2000), 5)
+        .unwrap();
+    w.vps_db
+        .psql(
+            "clientes",
+            &format!(
+                "UPDATE ir_attachment SET store_fname = '{}', write_date = now() AT TIME ZONE 'UTC' \
+                 WHERE id = (SELECT min(id) FROM ir_attachment WHERE store_fname IS NOT NULL)",
+                added[0].store_fname
+            ),
+        )
+        .unwrap();
+    w.wait_replayed();
+    let inc = filesync::sync_db_tracked(
+        &db,
+        "clientes",
+        &vps,
+        &w.local_filestore(),
+        &mut index,
+        &SyncOptions::default(),
+        &mut tracker,
+    )
+    .await
+    .unwrap();
+    // The new rows, plus the old rows within the one-hour margin of the newest one seen.
+    assert!(
+        inc.referenced <= 12 && inc.referenced * 4 < full.referenced,
+        "an incremental pass reads only recent rows: {inc:?}"
+    );
+    assert_eq!(
+        files_under(&w.local_filestore().join("clientes")).len(),
+        w.referenced().len() + 1,
+        "the replaced file stays (never deleted)"
+    );
+    for name in w.referenced() {
+        assert!(
+            w.local_filestore().join("clientes").join(&name).exists(),
+            "{name} missing"
+        );
+    }
+}

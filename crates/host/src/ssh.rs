@@ -31,6 +31,9 @@ const LIBSSH2_ERROR_FILE: i32 = -16;
 /// Chunks in flight between the SSH thread and async readers/writers, per direction.
 const CHANNEL_DEPTH: usize = 16;
 const CHUNK: usize = 64 * 1024;
+/// Shortest and longest wait for the socket while a command is idle.
+const MIN_IDLE_WAIT: Duration = Duration::from_millis(1);
+const MAX_IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// How we prove who we are to the SSH server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -586,16 +589,37 @@ fn open_channel(c: &Connection, cfg: &SshConfig, line: &str) -> Result<ssh2::Cha
     c.session.set_blocking(true);
     c.session
         .set_timeout(u32::try_from(cfg.connect_timeout.as_millis()).unwrap_or(u32::MAX));
+    quickack(c);
     let mut ch = c
         .session
         .channel_session()
         .map_err(|e| fail("opening a channel", e))?;
+    quickack(c);
     ch.exec(line).map_err(|e| fail("starting a command", e))?;
     Ok(ch)
 }
 
+/// Asks the kernel to acknowledge incoming segments at once. sshd leaves Nagle on for
+/// non-interactive sessions, so each small reply of its (channel open, exit status, close)
+/// waits for our ACK; with delayed ACKs that is up to 40 ms per round trip. Linux resets
+/// quick-ack mode by itself, hence one call before every wait.
+fn quickack(c: &Connection) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            c.socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Waits until the socket is ready in the directions libssh2 is blocked on, or `max` passes.
 fn wait_socket(c: &Connection, max: Duration) {
+    quickack(c);
     let mut events = libc::POLLIN;
     if matches!(
         c.session.block_directions(),
@@ -657,6 +681,7 @@ fn pump(
     let mut eof_sent = false;
     let mut pending_out: Option<Vec<u8>> = None;
     let (mut out_eof, mut err_eof) = (false, false);
+    let mut idle = MIN_IDLE_WAIT;
 
     loop {
         let mut progress = false;
@@ -770,15 +795,30 @@ fn pump(
             last_keepalive = Instant::now();
         }
         if !progress {
-            let wait = if waiting_on_app { 2 } else { 50 };
-            wait_socket(c, Duration::from_millis(wait));
+            if waiting_on_app {
+                // Our side is the bottleneck (the output's reader is full, or the input has no
+                // bytes yet). The socket is likely readable, so poll(2) would return at once
+                // and this thread would spin a core the reader needs: sleep instead.
+                std::thread::sleep(Duration::from_micros(500));
+            } else {
+                // libssh2 may already hold the next packets in its own buffer, where poll(2)
+                // cannot see them: wait briefly, and longer only while nothing happens.
+                wait_socket(c, idle);
+                idle = (idle * 2).min(MAX_IDLE_WAIT);
+            }
+        } else {
+            idle = MIN_IDLE_WAIT;
         }
     }
 
+    let mut idle = MIN_IDLE_WAIT;
     loop {
         match ch.wait_close() {
             Ok(()) => break,
-            Err(e) if would_block(&e) => wait_socket(c, Duration::from_millis(50)),
+            Err(e) if would_block(&e) => {
+                wait_socket(c, idle);
+                idle = (idle * 2).min(MAX_IDLE_WAIT);
+            }
             Err(e) => return Err(ssh_fail("closing the channel of", e)),
         }
     }

@@ -1,0 +1,413 @@
+//! Benchmark: the database-driven filestore sync (the `filesync` binary) against `rsync -a`
+//! over the same sandbox sshd, in one run:
+//! 1. first copy of 20,000 files with an Odoo-like size mix (about 500 MB);
+//! 2. a pass after 100 new attachments in a 200,000-file store.
+//!
+//! Run with `bash scripts/bench-filesync` (release build). Arguments: files for the first
+//! copy, files in the big store (defaults 20000 and 200000).
+
+// A benchmark that cannot set up its servers must stop: panicking is the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sandbox::{Sandbox, SizeMix};
+
+struct Bench {
+    sb: Sandbox,
+    filesync: PathBuf,
+    sshd: sandbox::Sshd,
+}
+
+impl Bench {
+    fn ssh_e(&self) -> String {
+        format!(
+            "ssh -p {} -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes",
+            self.sshd.port,
+            self.sshd.client_key.display(),
+            self.sshd.known_hosts.display()
+        )
+    }
+
+    fn rsync(&self, src: &Path, dest: &Path) -> Duration {
+        std::fs::create_dir_all(dest).unwrap();
+        let t = Instant::now();
+        let out = Command::new("rsync")
+            .args(["-a", "-e", &self.ssh_e()])
+            .arg(format!("{}@127.0.0.1:{}", self.sshd.user, src.display()))
+            .arg(format!("{}/", dest.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t.elapsed()
+    }
+
+    /// One `filesync sync` pass; returns wall time and the peak memory it reported.
+    fn ours(
+        &self,
+        vps_data: &Path,
+        standby: &sandbox::Cluster,
+        db: &str,
+        local: &Path,
+        state: &Path,
+    ) -> (Duration, u64) {
+        let t = Instant::now();
+        let out = Command::new(&self.filesync)
+            .args([
+                "sync",
+                "--vps",
+                &format!("{}@127.0.0.1:{}", self.sshd.user, self.sshd.port),
+            ])
+            .arg("--identity")
+            .arg(&self.sshd.client_key)
+            .arg("--known-hosts")
+            .arg(&self.sshd.known_hosts)
+            .arg("--remote-data-dir")
+            .arg(vps_data)
+            .arg("--local-data-dir")
+            .arg(local)
+            .args([
+                "--standby",
+                &standby.conninfo("postgres"),
+                "--db",
+                db,
+                "--stats",
+            ])
+            .arg("--state-dir")
+            .arg(state)
+            .output()
+            .unwrap();
+        let elapsed = t.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            eprint!("{text}");
+        }
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let peak = text
+            .lines()
+            .find_map(|l| {
+                l.split("peak memory ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        (elapsed, peak)
+    }
+}
+
+/// CPU seconds (user, system) used by finished children so far.
+fn children_cpu() -> (f64, f64) {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_CHILDREN has no other precondition.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
+}
+
+fn count_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for d in std::fs::read_dir(dir).unwrap().flatten() {
+        if d.file_type().unwrap().is_dir() {
+            n += std::fs::read_dir(d.path()).unwrap().count();
+        }
+    }
+    n
+}
+
+fn main() {
+    let first_n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let big_n: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let exe = std::env::current_exe().unwrap();
+    let filesync = exe.parent().unwrap().parent().unwrap().join("filesync");
+    assert!(
+        filesync.exists(),
+        "build it first: cargo build --release -p filesync"
+    );
+    let mut sb = Sandbox::new().unwrap();
+    let sshd = sb.start_sshd().unwrap();
+    let vps = sb.add_cluster("vps").unwrap();
+    // Both sides read the VPS files from the page cache: both are measured warm.
+    let mut b = Bench { filesync, sshd, sb };
+
+    // 1. First copy.
+    vps.create_odoo_db("first", "odoo").unwrap();
+    let vps_data = b.sb.dir("vps_data").unwrap();
+    let att = vps
+        .add_attachments("first", &vps_data, first_n, &SizeMix::odoo(), 1)
+        .unwrap();
+    let bytes: u64 = att.iter().map(|a| a.file_size).sum();
+    // A standby of the VPS: what filesync reads names from.
+    let standby = b.sb.add_standby("standby", &vps).unwrap();
+    let n = vps
+        .psql("first", "SELECT count(*) FROM ir_attachment")
+        .unwrap();
+    standby
+        .wait_for(
+            "first",
+            "SELECT count(*) FROM ir_attachment",
+            &n,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let distinct = count_files(&vps_data.join("filestore/first"));
+    println!(
+        "first copy: {distinct} files, {} MB (Odoo-like mix), over sshd on 127.0.0.1",
+        bytes / 1_000_000
+    );
+    let ours_dir = b.sb.dir("ours").unwrap();
+    let cpu0 = children_cpu();
+    let (t_ours, peak_first) = b.ours(
+        &vps_data,
+        &standby,
+        "first",
+        &ours_dir,
+        &b.sb.dir("state").unwrap(),
+    );
+    let cpu1 = children_cpu();
+    assert_eq!(count_files(&ours_dir.join("filestore/first")), distinct);
+    let rsync_dir = b.sb.dir("rsync").unwrap();
+    let t_rsync = b.rsync(&vps_data.join("filestore/first"), &rsync_dir);
+    let cpu2 = children_cpu();
+    println!(
+        "  filesync sync                   {:>8.2} s   peak memory {} KiB   cpu user {:.2} s sys {:.2} s",
+        t_ours.as_secs_f64(),
+        peak_first,
+        cpu1.0 - cpu0.0,
+        cpu1.1 - cpu0.1
+    );
+    println!(
+        "  rsync -a                        {:>8.2} s   (client side) cpu user {:.2} s sys {:.2} s",
+        t_rsync.as_secs_f64(),
+        cpu2.0 - cpu1.0,
+        cpu2.1 - cpu1.1
+    );
+    println!(
+        "  ratio rsync/filesync            {:>8.2}x",
+        t_rsync.as_secs_f64() / t_ours.as_secs_f64()
+    );
+
+    if std::env::var_os("BENCH_FIRST_ONLY").is_some() {
+        return;
+    }
+
+    // 2. 100 new files in a big store.
+    vps.create_odoo_db("big", "odoo").unwrap();
+    let t = Instant::now();
+    vps.add_attachments(
+        "big",
+        &vps_data,
+        big_n,
+        &SizeMix {
+            buckets: vec![(1, 512, 4096)],
+        },
+        2,
+    )
+    .unwrap();
+    // A store that grew over years: rows written long ago, one every ten minutes.
+    vps.psql(
+        "big",
+        "UPDATE ir_attachment SET write_date = timestamp '2020-01-01' + id * interval '10 minutes'",
+    )
+    .unwrap();
+    let n = vps
+        .psql("big", "SELECT count(*) FROM ir_attachment")
+        .unwrap();
+    standby
+        .wait_for(
+            "big",
+            "SELECT count(*) FROM ir_attachment",
+            &n,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    standby
+        .wait_for("big", "SELECT count(*) FROM ir_attachment WHERE write_date > '2019-12-31' AND write_date < '2019-12-31 00:01'", "0", Duration::from_secs(120))
+        .unwrap();
+    let old = vps
+        .psql(
+            "big",
+            "SELECT count(*) FROM ir_attachment WHERE write_date < '2030-01-01'",
+        )
+        .unwrap();
+    standby
+        .wait_for(
+            "big",
+            "SELECT count(*) FROM ir_attachment WHERE write_date < '2030-01-01'",
+            &old,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    println!(
+        "big store: {} files made in {:.0} s",
+        count_files(&vps_data.join("filestore/big")),
+        t.elapsed().as_secs_f64()
+    );
+    let ours_big = b.sb.dir("ours_big").unwrap();
+    let state_big = b.sb.dir("state_big").unwrap();
+    let (t_initial, peak_initial) = b.ours(&vps_data, &standby, "big", &ours_big, &state_big);
+    let rsync_big = b.sb.dir("rsync_big").unwrap();
+    let t_rsync_initial = b.rsync(&vps_data.join("filestore/big"), &rsync_big);
+    println!(
+        "  initial copy: filesync {:.2} s (peak {} KiB), rsync -a {:.2} s",
+        t_initial.as_secs_f64(),
+        peak_initial,
+        t_rsync_initial.as_secs_f64()
+    );
+    // Steady state as `filesync watch` runs it: connections kept, index in memory,
+    // incremental queries. One pass first (nothing new) sets the tracker's high-water mark.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let watch = rt.block_on(async {
+        let db = pgrepl::PgClient::connect(&standby.conninfo("big"))
+            .await
+            .unwrap();
+        let host = host::SshHost::new(host::SshConfig::new(
+            b.sshd.user.clone(),
+            "127.0.0.1",
+            b.sshd.port,
+            host::SshAuth::KeyFile(b.sshd.client_key.clone()),
+            b.sshd.known_hosts.clone(),
+        ));
+        host.connect().await.unwrap();
+        let vps_side = filesync::Vps {
+            host: std::sync::Arc::new(host),
+            filestore: vps_data.join("filestore"),
+        };
+        let mut index = filesync::Index::load_or_build(
+            &state_big.join("big.index"),
+            &ours_big.join("filestore/big"),
+        )
+        .unwrap();
+        let mut tracker = filesync::Tracker::default();
+        let local_fs = ours_big.join("filestore");
+        let opts = filesync::SyncOptions::default();
+        let t = Instant::now();
+        let r = filesync::sync_db_tracked(
+            &db,
+            "big",
+            &vps_side,
+            &local_fs,
+            &mut index,
+            &opts,
+            &mut tracker,
+        )
+        .await
+        .unwrap();
+        let full_pass = t.elapsed();
+        assert_eq!(r.fetched, 0);
+        vps.add_attachments("big", &vps_data, 100, &SizeMix::odoo(), 3)
+            .unwrap();
+        let n = vps
+            .psql("big", "SELECT count(*) FROM ir_attachment")
+            .unwrap();
+        standby
+            .wait_for(
+                "big",
+                "SELECT count(*) FROM ir_attachment",
+                &n,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let t = Instant::now();
+        let r = filesync::sync_db_tracked(
+            &db,
+            "big",
+            &vps_side,
+            &local_fs,
+            &mut index,
+            &opts,
+            &mut tracker,
+        )
+        .await
+        .unwrap();
+        let inc = t.elapsed();
+        (full_pass, inc, r)
+    });
+    let (full_pass, t_watch, r) = watch;
+    assert!(r.fetched >= 95, "{r:?}");
+    let t_rsync_watch = b.rsync(&vps_data.join("filestore/big"), &rsync_big);
+    assert_eq!(
+        count_files(&ours_big.join("filestore/big")),
+        count_files(&rsync_big.join("big"))
+    );
+    println!("100 new files in the big store, as `filesync watch` passes (connections kept):");
+    println!(
+        "  filesync pass ({} fetched)      {:>8.3} s   (query {} ms, fetch {} ms)",
+        r.fetched,
+        t_watch.as_secs_f64(),
+        r.query_ms,
+        r.fetch_ms
+    );
+    println!(
+        "  rsync -a                        {:>8.3} s",
+        t_rsync_watch.as_secs_f64()
+    );
+    println!(
+        "  ratio rsync/filesync            {:>8.1}x",
+        t_rsync_watch.as_secs_f64() / t_watch.as_secs_f64()
+    );
+    println!(
+        "  (a full watch pass, every name read, nothing new: {:.3} s)",
+        full_pass.as_secs_f64()
+    );
+
+    // The same with the one-shot command (new process, new connections, full query).
+    vps.add_attachments("big", &vps_data, 100, &SizeMix::odoo(), 4)
+        .unwrap();
+    let n = vps
+        .psql("big", "SELECT count(*) FROM ir_attachment")
+        .unwrap();
+    standby
+        .wait_for(
+            "big",
+            "SELECT count(*) FROM ir_attachment",
+            &n,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let (t_inc, peak_inc) = b.ours(&vps_data, &standby, "big", &ours_big, &state_big);
+    let t_rsync_inc = b.rsync(&vps_data.join("filestore/big"), &rsync_big);
+    assert_eq!(
+        count_files(&ours_big.join("filestore/big")),
+        count_files(&rsync_big.join("big"))
+    );
+    println!("100 more new files, one-shot `filesync sync` (new process and connections):");
+    println!(
+        "  filesync sync                   {:>8.3} s   peak memory {} KiB",
+        t_inc.as_secs_f64(),
+        peak_inc
+    );
+    println!(
+        "  rsync -a                        {:>8.3} s",
+        t_rsync_inc.as_secs_f64()
+    );
+    println!(
+        "  ratio rsync/filesync            {:>8.1}x",
+        t_rsync_inc.as_secs_f64() / t_inc.as_secs_f64()
+    );
+}
