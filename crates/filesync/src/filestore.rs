@@ -380,6 +380,14 @@ async fn fetch(
     }
 }
 
+/// The stream from the VPS broke or was not a tar archive.
+fn broken(e: impl std::fmt::Display) -> SyncError {
+    SyncError::Stream {
+        host: "the VPS".into(),
+        detail: e.to_string(),
+    }
+}
+
 /// Reads a tar stream; writes each wanted regular file to `<name>.odoo-standby-tmp`, checks
 /// its size (and SHA-1), renames it into place. Returns what was done and the first error.
 fn unpack(
@@ -392,40 +400,16 @@ fn unpack(
     let mut archive = tar::Archive::new(input);
     let entries = match archive.entries() {
         Ok(e) => e,
-        Err(e) => {
-            return (
-                done,
-                Some(SyncError::Stream {
-                    host: "the VPS".into(),
-                    detail: e.to_string(),
-                }),
-            )
-        }
+        Err(e) => return (done, Some(broken(e))),
     };
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
-            Err(e) => {
-                return (
-                    done,
-                    Some(SyncError::Stream {
-                        host: "the VPS".into(),
-                        detail: e.to_string(),
-                    }),
-                )
-            }
+            Err(e) => return (done, Some(broken(e))),
         };
         let path = match entry.path() {
             Ok(p) => p.to_string_lossy().into_owned(),
-            Err(e) => {
-                return (
-                    done,
-                    Some(SyncError::Stream {
-                        host: "the VPS".into(),
-                        detail: e.to_string(),
-                    }),
-                )
-            }
+            Err(e) => return (done, Some(broken(e))),
         };
         // Only the regular files we asked for, under their own validated names.
         let Some(name) = StoreName::parse(&path).filter(|n| wanted.contains(n)) else {

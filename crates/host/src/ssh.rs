@@ -184,34 +184,7 @@ pub async fn scan_host_key(
     cfg.connect_timeout = timeout;
     let name = format!("{host}:{port}");
     blocking(&name.clone(), move || {
-        let addrs: Vec<_> = (cfg.host.as_str(), cfg.port)
-            .to_socket_addrs()
-            .map_err(|source| HostError::Resolve {
-                host: name.clone(),
-                source,
-            })?
-            .collect();
-        let addr = addrs.first().ok_or_else(|| HostError::Resolve {
-            host: name.clone(),
-            source: std::io::Error::new(ErrorKind::NotFound, "no address"),
-        })?;
-        let tcp =
-            TcpStream::connect_timeout(addr, cfg.connect_timeout).map_err(|e| match e.kind() {
-                ErrorKind::ConnectionRefused => HostError::ConnectionRefused {
-                    host: name.clone(),
-                    source: e,
-                },
-                ErrorKind::TimedOut | ErrorKind::WouldBlock => HostError::Timeout {
-                    host: name.clone(),
-                    during: "connecting".into(),
-                    seconds: cfg.connect_timeout.as_secs(),
-                },
-                _ => HostError::Io {
-                    host: name.clone(),
-                    during: "connecting".into(),
-                    source: e,
-                },
-            })?;
+        let tcp = tcp_connect(&cfg.host, cfg.port, cfg.connect_timeout, &name)?;
         let mut session = Session::new().map_err(|source| HostError::Ssh {
             host: name.clone(),
             during: "starting an SSH session".into(),
@@ -417,6 +390,46 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
+/// Resolves `host` and opens TCP to the first address that answers; refused, timed out and
+/// other failures are distinct errors that name the host.
+fn tcp_connect(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    name: &str,
+) -> Result<TcpStream, HostError> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| HostError::Resolve {
+            host: name.to_owned(),
+            source,
+        })?
+        .collect();
+    let mut last = std::io::Error::new(ErrorKind::NotFound, "the name has no address");
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(match last.kind() {
+        ErrorKind::ConnectionRefused => HostError::ConnectionRefused {
+            host: name.to_owned(),
+            source: last,
+        },
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => HostError::Timeout {
+            host: name.to_owned(),
+            during: "connecting".into(),
+            seconds: timeout.as_secs().max(1),
+        },
+        _ => HostError::Io {
+            host: name.to_owned(),
+            during: "connecting".into(),
+            source: last,
+        },
+    })
+}
+
 fn connect(cfg: &SshConfig) -> Result<Connection, HostError> {
     let name = cfg.name();
     let secs = cfg.connect_timeout.as_secs().max(1);
@@ -425,41 +438,7 @@ fn connect(cfg: &SshConfig) -> Result<Connection, HostError> {
         during: during.to_owned(),
         seconds: secs,
     };
-    let addrs: Vec<_> = (cfg.host.as_str(), cfg.port)
-        .to_socket_addrs()
-        .map_err(|source| HostError::Resolve {
-            host: name.clone(),
-            source,
-        })?
-        .collect();
-    let mut last = std::io::Error::new(ErrorKind::NotFound, "the name has no address");
-    let mut tcp = None;
-    for addr in &addrs {
-        match TcpStream::connect_timeout(addr, cfg.connect_timeout) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = e,
-        }
-    }
-    let tcp = match tcp {
-        Some(t) => t,
-        None => {
-            return Err(match last.kind() {
-                ErrorKind::ConnectionRefused => HostError::ConnectionRefused {
-                    host: name,
-                    source: last,
-                },
-                ErrorKind::TimedOut | ErrorKind::WouldBlock => timeout("connecting"),
-                _ => HostError::Io {
-                    host: name,
-                    during: "connecting".into(),
-                    source: last,
-                },
-            })
-        }
-    };
+    let tcp = tcp_connect(&cfg.host, cfg.port, cfg.connect_timeout, &name)?;
     let io = |during: &str, source| HostError::Io {
         host: name.clone(),
         during: during.to_owned(),

@@ -244,6 +244,14 @@ pub async fn clone_standby(
         return Err(e);
     }
 
+    follow(cluster, up).await?;
+    Ok(CloneOutcome::Cloned { moved_aside })
+}
+
+/// Makes a stopped cluster a standby of `up` (primary_conninfo with the passfile,
+/// primary_slot_name, standby.signal), starts it and waits until it streams; stops it again
+/// when it does not.
+pub(crate) async fn follow(cluster: &dyn Cluster, up: &Upstream) -> Result<()> {
     let auto = read_data_file(cluster, "postgresql.auto.conf")
         .await?
         .unwrap_or_default();
@@ -261,7 +269,7 @@ pub async fn clone_standby(
         let _ = cluster.stop(StopMode::Fast).await;
         return Err(e);
     }
-    Ok(CloneOutcome::Cloned { moved_aside })
+    Ok(())
 }
 
 fn is_slot_exists(e: &PgreplError) -> bool {

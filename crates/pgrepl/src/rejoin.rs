@@ -13,9 +13,7 @@ use std::time::Duration;
 use host::CommandSpec;
 use serde::Serialize;
 
-use crate::clone::{
-    clone_standby, is_streaming_from, wait_streaming, CloneOutcome, Progress, Upstream,
-};
+use crate::clone::{clone_standby, follow, is_streaming_from, CloneOutcome, Progress, Upstream};
 use crate::cluster::{read_data_file, set_auto_conf, write_data_file, Cluster, StopMode};
 use crate::conninfo::ConnInfo;
 use crate::divergence::controldata;
@@ -156,20 +154,7 @@ pub async fn rejoin(
     }
 
     // 4. Follow.
-    let auto = read_data_file(target, "postgresql.auto.conf")
-        .await?
-        .unwrap_or_default();
-    let auto = set_auto_conf(
-        &auto,
-        &[
-            ("primary_conninfo", up.conninfo().to_libpq()),
-            ("primary_slot_name", up.slot.to_string()),
-        ],
-    );
-    write_data_file(target, "postgresql.auto.conf", &auto).await?;
-    write_data_file(target, "standby.signal", "").await?;
-    target.start().await?;
-    wait_streaming(target, Duration::from_secs(120)).await?;
+    follow(target, up).await?;
     Ok(RejoinOutcome::Rejoined { rewound, recovered })
 }
 

@@ -57,8 +57,8 @@ impl Cluster {
         env.root.join("pg").join(name)
     }
 
-    /// `initdb` a new cluster and start it.
-    pub(crate) fn init(env: &ClusterEnv, name: &str) -> Result<Self> {
+    /// A new, empty cluster directory with a free port; refuses a name already used.
+    fn fresh(env: &ClusterEnv, name: &str) -> Result<Self> {
         let dir = Self::layout(env, name);
         if dir.exists() {
             return Err(SandboxError::Usage(format!(
@@ -72,6 +72,12 @@ impl Cluster {
             env: env.clone(),
         };
         c.make_dirs()?;
+        Ok(c)
+    }
+
+    /// `initdb` a new cluster and start it.
+    pub(crate) fn init(env: &ClusterEnv, name: &str) -> Result<Self> {
+        let c = Self::fresh(env, name)?;
         // The password reaches initdb through a 0600 file owned by the server user.
         let pwfile = c.dir.join("pwfile");
         os::write_new(&pwfile, env.password.as_bytes(), 0o600)?;
@@ -104,19 +110,7 @@ impl Cluster {
 
     /// A standby of `primary`, cloned with `pg_basebackup -R` as `postgres`, then started.
     pub(crate) fn standby_of(env: &ClusterEnv, name: &str, primary: &Cluster) -> Result<Self> {
-        let dir = Self::layout(env, name);
-        if dir.exists() {
-            return Err(SandboxError::Usage(format!(
-                "a cluster named {name:?} already exists in this sandbox"
-            )));
-        }
-        let c = Self {
-            name: name.to_owned(),
-            port: os::free_port()?,
-            dir,
-            env: env.clone(),
-        };
-        c.make_dirs()?;
+        let c = Self::fresh(env, name)?;
         let mut cmd = env.user.command(env.bindir.join("pg_basebackup"));
         cmd.arg("-D")
             .arg(c.data_dir())
