@@ -1,7 +1,8 @@
 //! `odoo-standby`: the operator's command line.
 //!
-//! Today it has `demo`, a smoke run of the sandbox (issue #2); `protect`, `status`,
-//! `failover`, `failback` and `resume` come with issue #6.
+//! Today it has `init` (a commented example config), `check` (validate a config) and `demo`
+//! (a smoke run of the sandbox); `protect`, `status`, `failover`, `failback` and `resume` come
+//! with issue #6.
 
 mod demo;
 
@@ -21,6 +22,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Print a commented example configuration (`odoo-standby init > /etc/odoo-standby/config.toml`).
+    Init,
+    /// Validate a configuration file and summarize it.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, default_value = "/etc/odoo-standby/config.toml")]
+        config: std::path::PathBuf,
+    },
     /// Start a throwaway VPS and backup server on this machine (real PostgreSQL and sshd on
     /// loopback), show replication and SSH working, then tear everything down.
     Demo(demo::DemoArgs),
@@ -28,6 +37,37 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Init => {
+            print!("{}", failover::EXAMPLE);
+            return ExitCode::SUCCESS;
+        }
+        Command::Check { config } => {
+            return match failover::Config::load(config) {
+                Ok(cfg) => {
+                    println!(
+                        "{}: valid; backup {} (PostgreSQL {}), {} instance(s):",
+                        config.display(),
+                        cfg.backup.address,
+                        cfg.backup.pg_version,
+                        cfg.instances.len()
+                    );
+                    for i in &cfg.instances {
+                        println!(
+                            "  {}: ssh {}, standby port {}",
+                            i.name, i.ssh, i.standby_port
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Demo(_) => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -42,6 +82,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => args.run().await,
+            Command::Init | Command::Check { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
