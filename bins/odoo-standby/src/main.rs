@@ -5,6 +5,7 @@
 //! with issue #6.
 
 mod demo;
+mod sandbox_cmd;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
         #[arg(short, long, default_value = "/etc/odoo-standby/config.toml")]
         config: std::path::PathBuf,
     },
+    /// A VPS on this machine, left running for scripting (`up DIR`, `down DIR`).
+    #[command(subcommand)]
+    Sandbox(sandbox_cmd::SandboxCmd),
     /// Start a throwaway VPS and backup server on this machine (real PostgreSQL and sshd on
     /// loopback), show replication and SSH working, then tear everything down.
     Demo(demo::DemoArgs),
@@ -67,6 +71,16 @@ fn main() -> ExitCode {
             };
         }
         Command::Demo(_) => {}
+        Command::Sandbox(_) => {}
+    }
+    if let Command::Sandbox(cmd) = cli.command {
+        return match cmd.run() {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -82,7 +96,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => args.run().await,
-            Command::Init | Command::Check { .. } => Ok(ExitCode::SUCCESS),
+            Command::Init | Command::Check { .. } | Command::Sandbox(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -57,6 +57,33 @@ pub struct Sandbox {
     procs: Arc<ProcessTable>,
     // Declared last: removed after the processes are stopped (Drop runs first anyway).
     tempdir: Option<tempfile::TempDir>,
+    detached: bool,
+}
+
+/// Stops what a detached sandbox in `dir` left running: every postmaster on a data directory
+/// under `dir`, and the processes whose pids are listed in `pids` if their command line still
+/// mentions `dir` (so a reused pid is never signalled). Returns how many listed pids were
+/// signalled.
+pub fn stop_detached(dir: &Path, pids: &[i32]) -> usize {
+    let mut stopped = 0;
+    let wanted = dir.as_os_str().as_encoded_bytes();
+    for &pid in pids {
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| c.windows(wanted.len().max(1)).any(|w| w == wanted))
+            .unwrap_or(false);
+        if ours && procs::is_alive(pid) {
+            // SAFETY: kill(2) on a pid whose command line names our directory.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            stopped += 1;
+        }
+    }
+    procs::stop_postmasters_under(dir);
+    for &pid in pids {
+        procs::wait_gone(pid, std::time::Duration::from_secs(10));
+    }
+    stopped
 }
 
 impl Sandbox {
@@ -70,6 +97,29 @@ impl Sandbox {
             .tempdir_in(&base)
             .map_err(|e| SandboxError::io("cannot create a temporary directory in", &base, e))?;
         let root = tempdir.path().to_owned();
+        Self::with_root(root, Some(tempdir))
+    }
+
+    /// A sandbox in `dir` (created; must be empty if it exists), which is kept after drop.
+    /// Pair with [`Sandbox::detach`] to leave its servers running (`odoo-standby sandbox up`).
+    pub fn in_dir(dir: &Path) -> Result<Self> {
+        if dir.exists() {
+            let mut entries =
+                std::fs::read_dir(dir).map_err(|e| SandboxError::io("cannot list", dir, e))?;
+            if entries.next().is_some() {
+                return Err(SandboxError::Usage(format!(
+                    "{} is not empty: give a new or empty directory (`sandbox down` it first if it holds a sandbox)",
+                    dir.display()
+                )));
+            }
+        }
+        os::mkdir(dir, 0o755)?;
+        let root =
+            std::fs::canonicalize(dir).map_err(|e| SandboxError::io("cannot resolve", dir, e))?;
+        Self::with_root(root, None)
+    }
+
+    fn with_root(root: PathBuf, tempdir: Option<tempfile::TempDir>) -> Result<Self> {
         // The server user must be able to traverse the root to reach its own directories.
         os::mkdir(&root, 0o755)?;
         let user = RunUser::for_servers()?;
@@ -91,9 +141,9 @@ impl Sandbox {
         user.chown(&passfile)?;
         let procs = Arc::new(ProcessTable::default());
         Ok(Self {
-            root,
+            root: root.clone(),
             env: ClusterEnv {
-                root: tempdir.path().to_owned(),
+                root,
                 user,
                 bindir,
                 password,
@@ -102,8 +152,16 @@ impl Sandbox {
             },
             sshd: None,
             procs,
-            tempdir: Some(tempdir),
+            tempdir,
+            detached: false,
         })
+    }
+
+    /// Leaves every server running when the sandbox is dropped, and keeps the directory;
+    /// returns the pids that keep running. Stop them with [`stop_detached`].
+    pub fn detach(mut self) -> Vec<i32> {
+        self.detached = true;
+        self.pids()
     }
 
     /// The root directory everything lives under.
@@ -165,6 +223,9 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         self.stop_all();
         if std::env::var_os("ODOO_STANDBY_SANDBOX_KEEP").is_some() {
             if let Some(t) = self.tempdir.take() {
