@@ -92,16 +92,7 @@ async fn a_file_missing_on_the_vps_is_reported_by_name_and_the_rest_arrives() {
         .unwrap();
     w.wait_replayed();
     let db = w.standby_sql().await;
-    let r = sync_db(
-        &db,
-        "clientes",
-        &w.vps(),
-        &w.local_filestore(),
-        &mut w.index(),
-        &SyncOptions::default(),
-    )
-    .await
-    .unwrap();
+    let r = w.pass(&db).await;
     assert_eq!(r.missing_on_vps, vec![gone.clone()]);
     assert_eq!(r.skipped, 1);
     assert_eq!(r.fetched, referenced.len() - 1);
@@ -169,16 +160,7 @@ async fn a_transfer_cut_mid_stream_leaves_no_partial_file_and_the_next_pass_comp
     );
 
     // The next pass (a new connection) completes, and fetches only what was missing.
-    let next = sync_db(
-        &db,
-        "clientes",
-        &w.vps(),
-        &w.local_filestore(),
-        &mut w.index(),
-        &SyncOptions::default(),
-    )
-    .await
-    .unwrap();
+    let next = w.pass(&db).await;
     assert_eq!(next.fetched, w.referenced().len() - complete.len());
     assert_eq!(files_under(&local), w.referenced());
     assert!(files_under(&local).iter().all(|f| sound(&local.join(f))));
@@ -188,16 +170,7 @@ async fn a_transfer_cut_mid_stream_leaves_no_partial_file_and_the_next_pass_comp
 async fn audit_finds_a_truncated_and_a_corrupted_file() {
     let w = World::new(30, &SizeMix::fixed(5000));
     let db = w.standby_sql().await;
-    sync_db(
-        &db,
-        "clientes",
-        &w.vps(),
-        &w.local_filestore(),
-        &mut w.index(),
-        &SyncOptions::default(),
-    )
-    .await
-    .unwrap();
+    w.pass(&db).await;
     let ok = audit(&db, "clientes", &w.local_filestore(), true)
         .await
         .unwrap();
@@ -236,16 +209,7 @@ async fn audit_finds_a_truncated_and_a_corrupted_file() {
 async fn after_a_reboot_recent_files_are_checked_and_bad_ones_fetched_again() {
     let w = World::new(20, &SizeMix::fixed(3000));
     let db = w.standby_sql().await;
-    sync_db(
-        &db,
-        "clientes",
-        &w.vps(),
-        &w.local_filestore(),
-        &mut w.index(),
-        &SyncOptions::default(),
-    )
-    .await
-    .unwrap();
+    w.pass(&db).await;
     let local = w.local_filestore().join("clientes");
     let names: Vec<String> = w.referenced().into_iter().collect();
 

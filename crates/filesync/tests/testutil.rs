@@ -93,6 +93,21 @@ impl World {
             .unwrap()
     }
 
+    /// One pass as a fresh `filesync sync` would run it: a new connection to the VPS, the
+    /// index as saved on disk, default options.
+    pub async fn pass(&self, standby: &pgrepl::PgClient) -> filesync::PassReport {
+        filesync::sync_db(
+            standby,
+            "clientes",
+            &self.vps(),
+            &self.local_filestore(),
+            &mut self.index(),
+            &Default::default(),
+        )
+        .await
+        .unwrap()
+    }
+
     /// The distinct names the VPS database references.
     pub fn referenced(&self) -> BTreeSet<String> {
         self.vps_db

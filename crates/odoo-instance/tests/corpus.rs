@@ -31,6 +31,20 @@ fn python_read(files: &[PathBuf]) -> BTreeMap<String, BTreeMap<String, String>> 
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Every key `relocate` may set (with the target below).
+const RELOCATED: [&str; 10] = [
+    "addons_path",
+    "data_dir",
+    "db_host",
+    "db_port",
+    "db_user",
+    "pidfile",
+    "http_port",
+    "gevent_port",
+    "xmlrpc_port",
+    "longpolling_port",
+];
+
 fn target() -> BackupTarget {
     BackupTarget {
         path_map: vec![
@@ -112,19 +126,7 @@ fn corpus_rewrites_read_back_in_python_and_are_idempotent() {
                 .unwrap_or("")
                 .trim()
                 .to_lowercase();
-            let touched = [
-                "addons_path",
-                "data_dir",
-                "db_host",
-                "db_port",
-                "db_user",
-                "pidfile",
-                "http_port",
-                "xmlrpc_port",
-                "gevent_port",
-                "longpolling_port",
-            ];
-            if !touched.contains(&key.as_str())
+            if !RELOCATED.contains(&key.as_str())
                 && !line.starts_with("    /opt")
                 && line.ends_with('\n')
             {
@@ -171,19 +173,7 @@ fn corpus_rewrites_read_back_in_python_and_are_idempotent() {
         }
         // Every other key survives with its value, as Python reads it.
         for (k, v) in was {
-            let relocated = [
-                "addons_path",
-                "data_dir",
-                "db_host",
-                "db_port",
-                "db_user",
-                "pidfile",
-                "http_port",
-                "gevent_port",
-                "xmlrpc_port",
-                "longpolling_port",
-            ];
-            if !relocated.contains(&k.as_str()) {
+            if !RELOCATED.contains(&k.as_str()) {
                 assert_eq!(now.get(k), Some(v), "{name}: {k} changed");
             }
         }
