@@ -433,6 +433,11 @@ fn unpack(
             }
         }
     }
+    // The archive ends before the stream does: tar pads its output to a whole record. Read
+    // it to the end, or the writer fails on a closed pipe and a complete pass looks broken.
+    if let Err(e) = std::io::copy(&mut archive.into_inner(), &mut std::io::sink()) {
+        return (done, Some(broken(e)));
+    }
     (done, None)
 }
 
@@ -488,4 +493,59 @@ fn write_one(
     std::fs::rename(tmp, final_path)
         .map_err(|e| SyncError::local("cannot rename into", final_path, e))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what was read, to prove the whole stream was consumed.
+    struct Counting<R> {
+        inner: R,
+        read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_stream_is_read_past_the_end_of_archive_padding() {
+        let content = b"hello filestore".to_vec();
+        let sha = hex::encode(Sha1::digest(&content));
+        let name = StoreName::parse(&format!("{}/{}", &sha[..2], sha)).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name.to_string(), content.as_slice())
+            .unwrap();
+        let mut stream = builder.into_inner().unwrap();
+        // GNU tar pads its output to a whole 10240-byte record after the end marker.
+        stream.resize(stream.len().div_ceil(10240) * 10240 + 10240, 0);
+        let total = stream.len();
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let input = Counting {
+            inner: std::io::Cursor::new(stream),
+            read: read.clone(),
+        };
+        let dir = std::env::temp_dir().join(format!("filesync-unpack-{}", std::process::id()));
+        let wanted: HashSet<StoreName> = [name].into_iter().collect();
+        let (done, err) = unpack(input, &dir, &wanted, true);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(done.names, vec![name]);
+        assert_eq!(std::fs::read(dir.join(name.to_string())).unwrap(), content);
+        assert_eq!(
+            read.load(std::sync::atomic::Ordering::SeqCst),
+            total,
+            "padding left unread"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
