@@ -266,6 +266,7 @@ impl SyncArgs {
     async fn pass(
         &self,
         vps: &Vps,
+        dbs: &[String],
         states: &mut BTreeMap<String, DbState>,
         log_quiet: bool,
     ) -> Outcome {
@@ -276,9 +277,9 @@ impl SyncArgs {
             ..Default::default()
         };
         let mut problems = false;
-        for db in databases(&self.local).await? {
-            if !states.contains_key(&db) {
-                let conn = pgrepl::PgClient::connect(&db_conninfo(&self.local.standby, &db)?)
+        for db in dbs {
+            if !states.contains_key(db) {
+                let conn = pgrepl::PgClient::connect(&db_conninfo(&self.local.standby, db)?)
                     .await
                     .map_err(|e| SyncError::Db {
                         db: db.clone(),
@@ -286,9 +287,9 @@ impl SyncArgs {
                     })?;
                 let index_file = self.local.state_dir.join(format!("{db}.index"));
                 let index = if self.rescan {
-                    Index::build(&index_file, &local_fs.join(&db))?
+                    Index::build(&index_file, &local_fs.join(db))?
                 } else {
-                    Index::load_or_build(&index_file, &local_fs.join(&db))?
+                    Index::load_or_build(&index_file, &local_fs.join(db))?
                 };
                 states.insert(
                     db.clone(),
@@ -299,12 +300,12 @@ impl SyncArgs {
                     },
                 );
             }
-            let Some(st) = states.get_mut(&db) else {
+            let Some(st) = states.get_mut(db) else {
                 continue;
             };
             let r = match filesync::sync_db_tracked(
                 &st.conn,
-                &db,
+                db,
                 vps,
                 &local_fs,
                 &mut st.index,
@@ -317,7 +318,7 @@ impl SyncArgs {
                 Err(e) => {
                     // A broken database connection is made again on the next pass.
                     if matches!(e, SyncError::Db { .. }) {
-                        states.remove(&db);
+                        states.remove(db);
                     }
                     return Err(e);
                 }
@@ -372,15 +373,30 @@ async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Sync(a) => {
             let vps = a.vps()?;
-            a.pass(&vps, &mut BTreeMap::new(), false).await
+            let dbs = databases(&a.local).await?;
+            a.pass(&vps, &dbs, &mut BTreeMap::new(), false).await
         }
         Command::Watch(w) => {
             let vps = w.sync.vps()?;
             let mut states = BTreeMap::new();
+            // The database list costs a connection per database: look it up again only every
+            // ten minutes (new databases are picked up then), not on every pass.
+            let mut dbs: Option<(Vec<String>, Instant)> = None;
             loop {
-                if let Err(e) = w.sync.pass(&vps, &mut states, true).await {
-                    // Keep watching: the next pass retries (a new SSH connection if needed).
-                    eprintln!("filesync: pass failed: {e}");
+                if dbs
+                    .as_ref()
+                    .is_none_or(|(_, at)| at.elapsed() >= Duration::from_secs(600))
+                {
+                    match databases(&w.sync.local).await {
+                        Ok(list) => dbs = Some((list, Instant::now())),
+                        Err(e) => eprintln!("filesync: cannot list the databases: {e}"),
+                    }
+                }
+                if let Some((list, _)) = &dbs {
+                    if let Err(e) = w.sync.pass(&vps, list, &mut states, true).await {
+                        // Keep watching: the next pass retries (a new SSH connection if needed).
+                        eprintln!("filesync: pass failed: {e}");
+                    }
                 }
                 tokio::time::sleep(Duration::from_secs(w.interval.max(1))).await;
             }

@@ -40,65 +40,50 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match &cli.command {
+    match Cli::parse().command {
         Command::Init => {
             print!("{}", failover::EXAMPLE);
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
-        Command::Check { config } => {
-            return match failover::Config::load(config) {
-                Ok(cfg) => {
-                    println!(
-                        "{}: valid; backup {} (PostgreSQL {}), {} instance(s):",
-                        config.display(),
-                        cfg.backup.address,
-                        cfg.backup.pg_version,
-                        cfg.instances.len()
-                    );
-                    for i in &cfg.instances {
-                        println!(
-                            "  {}: ssh {}, standby port {}",
-                            i.name, i.ssh, i.standby_port
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
+        Command::Check { config } => report(check(&config)),
+        Command::Sandbox(cmd) => report(cmd.run()),
+        Command::Demo(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(rt) => report(rt.block_on(args.run())),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: cannot start the async runtime: {e}");
                     ExitCode::from(2)
                 }
-            };
-        }
-        Command::Demo(_) => {}
-        Command::Sandbox(_) => {}
-    }
-    if let Command::Sandbox(cmd) = cli.command {
-        return match cmd.run() {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
             }
-        };
+        }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Demo(args) => args.run().await,
-            Command::Init | Command::Check { .. } | Command::Sandbox(_) => Ok(ExitCode::SUCCESS),
-        }
-    });
+}
+
+/// Validates a config file and summarizes it.
+fn check(config: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let cfg = failover::Config::load(config)?;
+    println!(
+        "{}: valid; backup {} (PostgreSQL {}), {} instance(s):",
+        config.display(),
+        cfg.backup.address,
+        cfg.backup.pg_version,
+        cfg.instances.len()
+    );
+    for i in &cfg.instances {
+        println!(
+            "  {}: ssh {}, standby port {}",
+            i.name, i.ssh, i.standby_port
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints an error and its causes; exit code 2 for errors.
+fn report(result: Result<ExitCode, Box<dyn std::error::Error>>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

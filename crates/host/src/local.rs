@@ -84,7 +84,8 @@ impl LocalHost {
         })
     }
 
-    fn timed_out(&self, spec: &CommandSpec, child_pid: Option<u32>) -> HostError {
+    /// Kills the command and everything it started (its own process group).
+    fn kill_group(child_pid: Option<u32>) {
         if let Some(pid) = child_pid.and_then(|p| i32::try_from(p).ok()) {
             // SAFETY: kill(2) with a negative pid signals the process group we created for
             // this command (process_group(0) made the child its leader); no memory involved.
@@ -92,6 +93,10 @@ impl LocalHost {
                 libc::kill(-pid, libc::SIGKILL);
             }
         }
+    }
+
+    fn timed_out(&self, spec: &CommandSpec, child_pid: Option<u32>) -> HostError {
+        Self::kill_group(child_pid);
         HostError::CommandTimedOut {
             host: self.name(),
             command: spec.to_string(),
@@ -218,7 +223,7 @@ impl Host for LocalHost {
             None => Err(self.timed_out(spec, pid)),
             Some(Err(e)) => {
                 // The reader or writer failed: do not leave the command running.
-                let _ = self.timed_out(spec, pid);
+                Self::kill_group(pid);
                 Err(self.io(format!("streaming `{spec}`"), e))
             }
             Some(Ok((status, stderr))) => crate::check_status(
