@@ -1,142 +1,217 @@
-//! `odoo-standby demo`: for now, a smoke run of the sandbox.
+//! `odoo-standby demo`: the whole lifecycle on a throwaway sandbox. Sandbox up, protect,
+//! status, writes on the VPS (rows and attachments), the VPS killed (postgres SIGKILL, its
+//! sshd stopped), failover, writes on the backup, the VPS back, failback, status, sandbox
+//! down; then a table of rows and files on each side, and what was lost.
 
+use std::collections::BTreeSet;
 use std::error::Error;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use host::{CommandSpec, Host, SshAuth, SshConfig, SshHost};
+use failover::{Config, Env, Operation, RunOptions};
 use sandbox::{Sandbox, SizeMix};
+
+use crate::ops::Term;
 
 /// Options of `demo`.
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// How many attachments the demo database gets.
+    /// How many attachments the demo database starts with.
     #[arg(long, default_value_t = 200)]
     attachments: usize,
 }
 
 fn step(t0: Instant, what: &str) {
-    println!("[{:>6.2}s] {what}", t0.elapsed().as_secs_f64());
+    println!("\n[{:>6.2}s] == {what}", t0.elapsed().as_secs_f64());
+}
+
+/// Every `store_fname` the database references.
+async fn referenced(db: &dyn pgrepl::Sql) -> Result<BTreeSet<String>, Box<dyn Error>> {
+    Ok(db
+        .query("SELECT DISTINCT store_fname FROM ir_attachment WHERE store_fname IS NOT NULL")
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect())
+}
+
+fn present(filestore: &Path, names: &BTreeSet<String>) -> usize {
+    names.iter().filter(|n| filestore.join(n).is_file()).count()
+}
+
+async fn count(db: &dyn pgrepl::Sql, sql: &str) -> i64 {
+    pgrepl::query_value(db, sql)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Waits until the instance is healthy (replicated, files synced), up to `limit`.
+async fn wait_healthy(env: &Env, limit: Duration) -> failover::InstanceStatus {
+    let start = Instant::now();
+    loop {
+        let s = failover::status(env).await;
+        if s.healthy || start.elapsed() > limit {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn show(s: &failover::InstanceStatus) {
+    println!(
+        "  {}: {} ({}), lag {} bytes, {} file(s) missing, odoo unit {}, syncs {}",
+        s.name,
+        if s.healthy { "healthy" } else { "UNHEALTHY" },
+        s.role,
+        s.db.lag_bytes
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into()),
+        s.files.missing,
+        s.odoo_unit,
+        s.syncs
+    );
+    for p in &s.problems {
+        println!("    - {p}");
+    }
 }
 
 impl DemoArgs {
-    /// Runs the demo; `Ok(1)` when a check fails.
+    /// Runs the demo; `Ok(1)` when anything was lost.
     pub async fn run(self) -> Result<ExitCode, Box<dyn Error>> {
         let t0 = Instant::now();
         step(
             t0,
-            "starting the sandbox (temporary directory, servers on 127.0.0.1 only)",
+            "sandbox up: a VPS (PostgreSQL, Odoo files, sshd) and a backup server on 127.0.0.1",
         );
         let mut sb = Sandbox::new()?;
-        println!("         root: {}", sb.root().display());
-
-        let vps = sb.add_cluster("vps")?;
-        step(
-            t0,
-            &format!("VPS PostgreSQL cluster up on 127.0.0.1:{}", vps.port()),
+        let w = sandbox::vps_world(&mut sb, self.attachments)?;
+        println!(
+            "  root {}, config {}",
+            sb.root().display(),
+            w.config.display()
         );
-        vps.create_odoo_db("clientes", "odoo")?;
-        let vps_data = sb.dir("vps_data_dir")?;
-        let files =
-            vps.add_attachments("clientes", &vps_data, self.attachments, &SizeMix::odoo(), 7)?;
-        let bytes: u64 = files.iter().map(|a| a.file_size).sum();
-        step(
-            t0,
-            &format!(
-                "Odoo database `clientes`: {} attachments, {} KiB in the filestore",
-                files.len(),
-                bytes / 1024
-            ),
-        );
-
-        let backup = sb.add_standby("backup", &vps)?;
-        step(
-            t0,
-            &format!(
-                "backup cluster cloned with pg_basebackup, streaming on 127.0.0.1:{}",
-                backup.port()
-            ),
-        );
-        vps.psql(
-            "clientes",
-            "INSERT INTO res_partner (name) SELECT 'partner ' || g FROM generate_series(1, 100) g",
-        )?;
-        backup.wait_for(
-            "clientes",
-            "SELECT count(*) FROM res_partner",
-            "100",
-            Duration::from_secs(30),
-        )?;
-        let state = vps.psql("postgres", "SELECT state FROM pg_stat_replication")?;
-        step(
-            t0,
-            &format!("100 rows written on the VPS are on the backup; replication state: {state}"),
-        );
-
-        let sshd = sb.start_sshd()?;
-        let ssh = SshHost::new(SshConfig::new(
-            sshd.user.clone(),
-            sshd.host.clone(),
-            sshd.port,
-            SshAuth::KeyFile(sshd.client_key.clone()),
-            sshd.known_hosts.clone(),
-        ));
-        let out = ssh.run(&CommandSpec::new("uname").arg("-n")).await?;
-        step(
-            t0,
-            &format!(
-                "sshd on 127.0.0.1:{}: ran `uname -n` over SSH -> {}",
-                sshd.port,
-                out.stdout_text().trim()
-            ),
-        );
-
-        let src = sb.dir("odoo_src")?;
-        let odoo_bin = sandbox::write_odoo_source(&src)?;
-        let conf = sb.root().join("odoo.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[options]\naddons_path = {}\ndata_dir = {}\ndb_host = {}\ndb_port = {}\ndb_user = odoo\n",
-                src.join("addons").display(),
-                vps_data.display(),
-                vps.socket_dir().display(),
-                vps.port()
-            ),
-        )?;
-        let smoke = CommandSpec::new(odoo_bin.display().to_string()).args([
-            "-c",
-            &conf.display().to_string(),
-            "-d",
-            "clientes",
-            "--stop-after-init",
-            "--logfile=",
-        ]);
-        let ok = host::LocalHost::new()
-            .run_unchecked(&smoke.run_as(sb.run_user().name.clone()))
-            .await?;
-        step(
-            t0,
-            &format!(
-                "stand-in odoo-bin smoke test on the VPS database: {}",
-                ok.status
-            ),
-        );
-
-        let healthy = ok.status.success() && state == "streaming";
-        println!();
-        println!("{:<10} {:>8} {:>12}", "server", "rows", "attachments");
-        for c in [&vps, &backup] {
-            let rows = c.psql("clientes", "SELECT count(*) FROM res_partner")?;
-            let att = c.psql(
-                "clientes",
-                "SELECT count(*) FROM ir_attachment WHERE store_fname IS NOT NULL",
-            )?;
-            println!("{:<10} {rows:>8} {att:>12}", c.name());
+        let cfg = Config::load(&w.config)?;
+        let env = Env::new(&cfg, &w.config, "vps1")?;
+        let result = self.lifecycle(t0, &mut sb, &w, &env).await;
+        // Whatever happened: stop the services the run started, then the servers.
+        for (sup, svc) in [
+            (&env.here, env.sync_service()),
+            (&env.here, env.odoo_service()),
+            (&env.there, env.vps_odoo_service()),
+        ] {
+            let _ = sup.stop(&svc).await;
         }
         drop(sb);
-        step(t0, "sandbox torn down: every process it started is stopped");
-        Ok(if healthy {
+        step(t0, "sandbox down: every process it started is stopped");
+        result
+    }
+
+    async fn lifecycle(
+        &self,
+        t0: Instant,
+        sb: &mut Sandbox,
+        w: &sandbox::World,
+        env: &Env,
+    ) -> Result<ExitCode, Box<dyn Error>> {
+        let opts = RunOptions {
+            restart_vps: true,
+            yes: true,
+            force: false,
+        };
+        step(t0, "odoo-standby protect vps1 --restart-vps");
+        failover::start(env, Operation::Protect, &opts, &Term).await?;
+
+        step(t0, "odoo-standby status");
+        show(&wait_healthy(env, Duration::from_secs(30)).await);
+
+        step(t0, "writes on the VPS: 100 orders, 20 attachments");
+        let vps_db = env.vps_sql("clientes").await?;
+        pgrepl::execute(&vps_db, "CREATE TABLE demo_orders (id int PRIMARY KEY, origin text); ALTER TABLE demo_orders OWNER TO odoo").await?;
+        pgrepl::execute(
+            &vps_db,
+            "INSERT INTO demo_orders SELECT g, 'vps' FROM generate_series(1, 100) g",
+        )
+        .await?;
+        w.vps
+            .add_attachments("clientes", &w.data_dir, 20, &SizeMix::odoo(), 8)?;
+        let s = wait_healthy(env, Duration::from_secs(30)).await;
+        show(&s);
+
+        step(
+            t0,
+            "the VPS dies: its postgres gets SIGKILL, its sshd is stopped",
+        );
+        drop(vps_db);
+        w.vps.kill();
+        sb.stop_sshd();
+
+        step(t0, "odoo-standby failover vps1 --yes");
+        let clock = Instant::now();
+        failover::start(env, Operation::Failover, &opts, &Term).await?;
+        let failover_s = clock.elapsed().as_secs_f64();
+        println!("  failover took {failover_s:.1} s (command start to Odoo unit started)");
+
+        step(
+            t0,
+            "writes on the backup (now production): 50 orders, 10 attachments",
+        );
+        let backup = env.standby_sql("clientes");
+        pgrepl::execute(
+            &backup,
+            "INSERT INTO demo_orders SELECT g, 'backup' FROM generate_series(101, 150) g",
+        )
+        .await?;
+        for i in 0..10u32 {
+            let content = format!("written on the backup while the VPS was away, #{i}").repeat(100);
+            let (_, sql) =
+                sandbox::attachment(&env.layout.data_dir(), "clientes", content.as_bytes())?;
+            pgrepl::execute(&backup, &sql).await?;
+        }
+
+        step(t0, "the VPS comes back (postgres and sshd restarted)");
+        w.vps.start()?;
+        sb.restart_sshd()?;
+
+        step(t0, "odoo-standby failback vps1");
+        let clock = Instant::now();
+        failover::start(env, Operation::Failback, &opts, &Term).await?;
+        println!("  failback took {:.1} s", clock.elapsed().as_secs_f64());
+
+        step(t0, "odoo-standby status");
+        let s = wait_healthy(env, Duration::from_secs(30)).await;
+        show(&s);
+
+        // The table: what each side has of what was committed.
+        let vps_db = env.vps_sql("clientes").await?;
+        let names = referenced(&vps_db).await?;
+        let rows_vps = count(&vps_db, "SELECT count(*) FROM demo_orders").await;
+        let backup = env.standby_sql("clientes");
+        let rows_backup = count(&backup, "SELECT count(*) FROM demo_orders").await;
+        let files_vps = present(&w.data_dir.join("filestore/clientes"), &names);
+        let files_backup = present(&env.layout.data_dir().join("filestore/clientes"), &names);
+        let want_rows = 150i64;
+        let want_files = names.len();
+        let lost_rows = (want_rows - rows_vps.min(rows_backup)).max(0);
+        let lost_files = want_files - files_vps.min(files_backup);
+        println!();
+        println!("{:<28} {:>10} {:>10}", "", "VPS", "backup");
+        println!(
+            "{:<28} {:>10} {:>10}",
+            "orders committed: 150", rows_vps, rows_backup
+        );
+        println!(
+            "{:<28} {:>10} {:>10}",
+            format!("files referenced: {want_files}"),
+            files_vps,
+            files_backup
+        );
+        println!("lost: {} rows, {} files", lost_rows, lost_files);
+        println!("failover time: {failover_s:.1} s");
+        Ok(if lost_rows == 0 && lost_files == 0 && s.healthy {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -1,10 +1,11 @@
 //! `odoo-standby`: the operator's command line.
 //!
-//! Today it has `init` (a commented example config), `check` (validate a config) and `demo`
-//! (a smoke run of the sandbox); `protect`, `status`, `failover`, `failback` and `resume` come
-//! with issue #6.
+//! `init` (a commented example config), `check` (validate it), `protect`, `status`,
+//! `failover`, `failback`, `resume`, `sync`, `sandbox up|down` and `demo`. Each is a thin layer
+//! over the `failover` crate.
 
 mod demo;
+mod ops;
 mod sandbox_cmd;
 
 use std::process::ExitCode;
@@ -17,6 +18,14 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// The configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "/etc/odoo-standby/config.toml"
+    )]
+    config: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,10 +35,60 @@ enum Command {
     /// Print a commented example configuration (`odoo-standby init > /etc/odoo-standby/config.toml`).
     Init,
     /// Validate a configuration file and summarize it.
-    Check {
-        /// The configuration file.
-        #[arg(short, long, default_value = "/etc/odoo-standby/config.toml")]
-        config: std::path::PathBuf,
+    Check,
+    /// Set up replication of an instance (PostgreSQL, files, config, unit, syncs). Running it
+    /// again checks everything and changes nothing.
+    Protect {
+        #[command(flatten)]
+        op: ops::OpArgs,
+        /// Restart the VPS's PostgreSQL when a setting needs it (wal_log_hints, wal_level).
+        #[arg(long)]
+        restart_vps: bool,
+    },
+    /// Move production to this server: stop syncs, fence, confirm, promote, smoke-test,
+    /// start Odoo, write the nginx site.
+    Failover {
+        #[command(flatten)]
+        op: ops::OpArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Go on although the VPS's PostgreSQL accepts writes, stopping it over SSH first.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give production back to the VPS (runbook section 5) and protect it again.
+    Failback {
+        #[command(flatten)]
+        op: ops::OpArgs,
+    },
+    /// Continue an interrupted protect, failover or failback.
+    Resume {
+        /// The instance.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Health of every instance (or one). Exit 0 healthy, 1 something unhealthy, 2 error.
+    Status {
+        /// Only this instance.
+        name: Option<String>,
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One file-sync pass for an instance (`--watch`: one every few seconds, what the sync
+    /// service runs).
+    Sync {
+        /// The instance.
+        name: String,
+        /// Keep going.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between passes with --watch.
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
     },
     /// A VPS on this machine, left running for scripting (`up DIR`, `down DIR`).
     #[command(subcommand)]
@@ -40,25 +99,67 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let config = cli.config;
+    match cli.command {
         Command::Init => {
             print!("{}", failover::EXAMPLE);
             ExitCode::SUCCESS
         }
-        Command::Check { config } => report(check(&config)),
+        Command::Check => report(check(&config)),
         Command::Sandbox(cmd) => report(cmd.run()),
-        Command::Demo(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build();
-            match runtime {
-                Ok(rt) => report(rt.block_on(args.run())),
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    ExitCode::from(2)
-                }
-            }
+        Command::Demo(args) => block_on(args.run()),
+        Command::Protect { op, restart_vps } => block_on(async move {
+            let opts = failover::RunOptions {
+                restart_vps,
+                ..Default::default()
+            };
+            ops::operation(&config, failover::Operation::Protect, &op, opts).await
+        }),
+        Command::Failover { op, yes, force } => block_on(async move {
+            let opts = failover::RunOptions {
+                yes,
+                force,
+                ..Default::default()
+            };
+            ops::operation(&config, failover::Operation::Failover, &op, opts).await
+        }),
+        Command::Failback { op } => block_on(async move {
+            ops::operation(
+                &config,
+                failover::Operation::Failback,
+                &op,
+                Default::default(),
+            )
+            .await
+        }),
+        Command::Resume { name, yes } => {
+            block_on(async move { ops::resume(&config, &name, yes).await })
+        }
+        Command::Status { name, json } => {
+            block_on(async move { ops::status(&config, name.as_deref(), json).await })
+        }
+        Command::Sync {
+            name,
+            watch,
+            interval,
+        } => block_on(async move { ops::sync(&config, &name, watch, interval).await }),
+    }
+}
+
+/// Runs a future on a two-thread runtime and reports its result.
+fn block_on(
+    f: impl std::future::Future<Output = Result<ExitCode, Box<dyn std::error::Error>>>,
+) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => report(rt.block_on(f)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(2)
         }
     }
 }

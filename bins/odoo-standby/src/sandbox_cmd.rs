@@ -6,7 +6,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use sandbox::{Sandbox, SizeMix};
+use sandbox::Sandbox;
 use serde_json::json;
 
 /// `sandbox up|down`.
@@ -38,63 +38,14 @@ impl SandboxCmd {
     }
 }
 
-fn pg_version(bindir: &Path) -> u32 {
-    bindir
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|v| v.to_str())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15)
-}
-
 fn up(dir: &Path, attachments: usize) -> Result<ExitCode, Box<dyn Error>> {
     let mut sb = Sandbox::in_dir(dir)?;
     let root = sb.root().to_owned();
-    let vps = sb.add_cluster("vps")?;
-    vps.create_odoo_db("clientes", "odoo")?;
-    let vps_dir = sb.dir("vps")?;
-    let data_dir = vps_dir.join("data_dir");
-    std::fs::create_dir_all(&data_dir)?;
-    vps.add_attachments("clientes", &data_dir, attachments, &SizeMix::odoo(), 7)?;
-    let sources = vps_dir.join("sources");
-    sandbox::write_addon(&sources, "sale_custom", &[])?;
-    let odoo_src = sandbox::write_odoo_source(&sb.dir("odoo_src")?)?;
-    let odoo_conf = vps_dir.join("odoo.conf");
-    std::fs::write(
-        &odoo_conf,
-        format!(
-            "[options]\naddons_path = {},{}\ndata_dir = {}\ndb_host = {}\ndb_port = {}\ndb_user = odoo\nhttp_interface = 127.0.0.1\n",
-            odoo_src.with_file_name("addons").display(),
-            sources.display(),
-            data_dir.display(),
-            vps.socket_dir().display(),
-            vps.port()
-        ),
-    )?;
-    let sshd = sb.start_sshd()?;
-    let standby_port = sandbox::free_port()?;
-    let pg = format!(
-        "host=127.0.0.1 port={} user=postgres passfile={}",
-        vps.port(),
-        vps.passfile().display()
-    );
-    let config = format!(
-        "# Written by `odoo-standby sandbox up` for the sandbox in {root}.\n\
-         [backup]\nroot = \"{root}/backup\"\nodoo_source = \"{src}\"\nos_user = \"{user}\"\naddress = \"127.0.0.1\"\npg_version = {ver}\n\n\
-         [[instance]]\nname = \"vps1\"\nssh = \"{ssh}\"\npg = \"{pg}\"\nstandby_port = {standby_port}\n\
-         data_dir = \"{data}\"\nsources = \"{sources}\"\nodoo_conf = \"{conf}\"\n",
-        root = root.display(),
-        src = odoo_src.parent().map(|p| p.display().to_string()).unwrap_or_default(),
-        user = sb.run_user().name,
-        ver = pg_version(vps.bindir()),
-        ssh = sshd.target(),
-        data = data_dir.display(),
-        sources = sources.display(),
-        conf = odoo_conf.display(),
-    );
-    let config_path = root.join("config.toml");
-    failover::Config::parse(&config, &config_path.display().to_string())?;
-    std::fs::write(&config_path, &config)?;
+    let w = sandbox::vps_world(&mut sb, attachments)?;
+    let (vps, sshd, data_dir, odoo_conf, odoo_src) =
+        (&w.vps, &w.sshd, &w.data_dir, &w.odoo_conf, &w.odoo_bin);
+    let config_path = w.config.clone();
+    failover::Config::load(&config_path)?;
     let description = json!({
         "root": root,
         "config": config_path,
@@ -153,10 +104,48 @@ fn down(dir: &Path) -> Result<ExitCode, Box<dyn Error>> {
         })
         .unwrap_or_default();
     let root = std::fs::canonicalize(dir)?;
-    let signalled = sandbox::stop_detached(&root, &pids);
+    let services = stop_services(&root);
+    let signalled = sandbox::stop_detached(&root, &pids) + services;
     println!(
         "sandbox down in {}: {signalled} process(es) stopped; files kept",
         root.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stops the supervised services (Odoo, syncs) started under the sandbox's state dir: by the
+/// pid in their pid file, only when that process's command line names the sandbox.
+fn stop_services(root: &Path) -> usize {
+    let mut n = 0;
+    let Ok(instances) = std::fs::read_dir(root.join("state")) else {
+        return 0;
+    };
+    let needle = root.display().to_string();
+    for inst in instances.flatten() {
+        for run in ["run", "vps-run"] {
+            let Ok(files) = std::fs::read_dir(inst.path().join(run)) else {
+                continue;
+            };
+            for f in files.flatten() {
+                if f.path().extension().and_then(|e| e.to_str()) != Some("pid") {
+                    continue;
+                }
+                let Some(pid) = std::fs::read_to_string(f.path())
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                    // SAFETY: a signal to a process whose command line we just checked.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                    }
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
 }

@@ -71,6 +71,24 @@ struct RawBackup {
     os_user: Spanned<String>,
     address: Spanned<String>,
     pg_version: Spanned<u32>,
+    #[serde(default)]
+    state_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    services: Option<Spanned<String>>,
+    #[serde(default)]
+    clusters_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pg_bindir: Option<Spanned<String>>,
+    #[serde(default)]
+    pg_os_user: Option<Spanned<String>>,
+    #[serde(default)]
+    pgpass: Option<Spanned<String>>,
+    #[serde(default)]
+    ssh_key: Option<Spanned<String>>,
+    #[serde(default)]
+    known_hosts: Option<Spanned<String>>,
+    #[serde(default)]
+    python: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +101,16 @@ struct RawInstance {
     data_dir: Spanned<String>,
     sources: Spanned<String>,
     odoo_conf: Spanned<String>,
+    #[serde(default)]
+    vps_cluster: Option<Spanned<String>>,
+    #[serde(default)]
+    vps_pgpass: Option<Spanned<String>>,
+    #[serde(default)]
+    vps_odoo_unit: Option<Spanned<String>>,
+    #[serde(default)]
+    vps_odoo_bin: Option<Spanned<String>>,
+    #[serde(default)]
+    databases: Option<Vec<String>>,
 }
 
 /// The backup server.
@@ -98,6 +126,36 @@ pub struct Backup {
     pub address: IpAddr,
     /// PostgreSQL major version of the standby clusters.
     pub pg_version: u32,
+    /// Where journals, locks and pid files go (`/var/lib/odoo-standby`).
+    pub state_dir: PathBuf,
+    /// How services are started and stopped.
+    pub services: ServiceKind,
+    /// `None`: standby clusters are postgresql-common clusters `<pg_version>/<name>`.
+    /// `Some(dir)`: plain `pg_ctl` data directories `<dir>/<name>` (the sandbox).
+    pub clusters_dir: Option<PathBuf>,
+    /// PostgreSQL's programs (`/usr/lib/postgresql/<pg_version>/bin`).
+    pub pg_bindir: PathBuf,
+    /// The OS user that runs PostgreSQL (`postgres`), on both sides.
+    pub pg_os_user: String,
+    /// The `.pgpass` of `pg_os_user` here (`/var/lib/postgresql/.pgpass`): the replication
+    /// passwords, written by `protect`.
+    pub pgpass: PathBuf,
+    /// The SSH key that logs in to the VPSs (`$HOME/.ssh/id_ed25519` when unset).
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts holding the VPSs' host keys (`$HOME/.ssh/known_hosts` when unset).
+    pub known_hosts: Option<PathBuf>,
+    /// The Python that runs Odoo (`/usr/bin/python3`; a virtualenv's python if you use one).
+    pub python: PathBuf,
+}
+
+/// How services (Odoo, the syncs) are started and stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    /// systemd units (and postgresql-common clusters): real servers.
+    Systemd,
+    /// Plain processes with pid files: the sandbox, which has no systemd.
+    Supervised,
 }
 
 /// One protected VPS.
@@ -117,6 +175,18 @@ pub struct Instance {
     pub sources: PathBuf,
     /// odoo.conf on the VPS.
     pub odoo_conf: PathBuf,
+    /// The VPS's cluster: `15/main` (postgresql-common, the default `<pg_version>/main`) or
+    /// an absolute data directory run with `pg_ctl`.
+    pub vps_cluster: String,
+    /// The `.pgpass` of the PostgreSQL OS user on the VPS (`/var/lib/postgresql/.pgpass`),
+    /// written by `failback` so the VPS can replicate from the backup.
+    pub vps_pgpass: PathBuf,
+    /// The VPS's Odoo systemd unit (`odoo`), stopped during failback and started after.
+    pub vps_odoo_unit: String,
+    /// The VPS's odoo-bin, for supervised services only (systemd knows its own unit).
+    pub vps_odoo_bin: PathBuf,
+    /// Databases to protect; empty: every database on the VPS that has `ir_attachment`.
+    pub databases: Vec<String>,
 }
 
 /// The whole file, validated.
@@ -230,12 +300,57 @@ impl Config {
                 "a PostgreSQL major version, e.g. 15",
             ));
         }
+        let opt_path =
+            |v: &Option<Spanned<String>>, key: &str| -> Result<Option<PathBuf>, ConfigError> {
+                v.as_ref()
+                    .map(|v| ctx.abs_path(v, format!("backup.{key}")))
+                    .transpose()
+            };
+        let services = match b.services.as_ref() {
+            None => ServiceKind::Systemd,
+            Some(v) => match v.get_ref().as_str() {
+                "systemd" => ServiceKind::Systemd,
+                "supervised" => ServiceKind::Supervised,
+                other => {
+                    return Err(ctx.err(
+                        v.span(),
+                        "backup.services",
+                        format!("{other:?}: write \"systemd\" (real servers) or \"supervised\" (the sandbox)"),
+                    ))
+                }
+            },
+        };
+        let pg_os_user = match &b.pg_os_user {
+            Some(v) if !valid_user(v.get_ref()) => {
+                return Err(ctx.err(
+                    v.span(),
+                    "backup.pg_os_user",
+                    format!("{:?} is not a user name, e.g. \"postgres\"", v.get_ref()),
+                ))
+            }
+            Some(v) => v.get_ref().clone(),
+            None => "postgres".into(),
+        };
+        let pg_version = *b.pg_version.get_ref();
         let backup = Backup {
             root: ctx.abs_path(&b.root, "backup.root".into())?,
             odoo_source: ctx.abs_path(&b.odoo_source, "backup.odoo_source".into())?,
             os_user: b.os_user.get_ref().clone(),
             address,
-            pg_version: *b.pg_version.get_ref(),
+            pg_version,
+            state_dir: opt_path(&b.state_dir, "state_dir")?
+                .unwrap_or_else(|| PathBuf::from("/var/lib/odoo-standby")),
+            services,
+            clusters_dir: opt_path(&b.clusters_dir, "clusters_dir")?,
+            pg_bindir: opt_path(&b.pg_bindir, "pg_bindir")?
+                .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/postgresql/{pg_version}/bin"))),
+            pg_os_user,
+            pgpass: opt_path(&b.pgpass, "pgpass")?
+                .unwrap_or_else(|| PathBuf::from("/var/lib/postgresql/.pgpass")),
+            ssh_key: opt_path(&b.ssh_key, "ssh_key")?,
+            known_hosts: opt_path(&b.known_hosts, "known_hosts")?,
+            python: opt_path(&b.python, "python")?
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/python3")),
         };
         if raw.instance.is_empty() {
             return Err(ctx.err(
@@ -303,7 +418,61 @@ impl Config {
             if pg.get("host").is_none() {
                 return Err(ctx.err(r.pg.span(), key("pg"), "needs host= (how this server reaches the VPS's PostgreSQL), e.g. \"host=200.58.98.56 port=5432\""));
             }
+            let vps_cluster = match &r.vps_cluster {
+                None => format!("{pg_version}/main"),
+                Some(v) => {
+                    let text = v.get_ref();
+                    let ok = if text.starts_with('/') {
+                        ctx.abs_path(v, key("vps_cluster")).is_ok()
+                    } else {
+                        pgrepl::DebianCluster::parse_id(text).is_ok()
+                    };
+                    if !ok {
+                        return Err(ctx.err(v.span(), key("vps_cluster"), format!("{text:?}: write VERSION/NAME of a postgresql-common cluster, e.g. \"15/main\", or the absolute data directory of a cluster run with pg_ctl")));
+                    }
+                    text.clone()
+                }
+            };
+            let vps_odoo_unit = match &r.vps_odoo_unit {
+                None => "odoo".to_owned(),
+                Some(v) => {
+                    let u = v.get_ref();
+                    if u.is_empty()
+                        || !u.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@')
+                        })
+                    {
+                        return Err(ctx.err(
+                            v.span(),
+                            key("vps_odoo_unit"),
+                            format!("{u:?} is not a systemd unit name, e.g. \"odoo\""),
+                        ));
+                    }
+                    u.clone()
+                }
+            };
+            let databases = r.databases.clone().unwrap_or_default();
+            if let Some(bad) = databases.iter().find(|d| {
+                d.is_empty()
+                    || d.len() > 63
+                    || !d
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            }) {
+                return Err(ctx.err(inst.span(), key("databases"), format!("{bad:?} is not a database name this tool accepts (letters, digits, '_', '-', '.')")));
+            }
             instances.push(Instance {
+                vps_cluster,
+                vps_pgpass: match &r.vps_pgpass {
+                    Some(v) => ctx.abs_path(v, key("vps_pgpass"))?,
+                    None => PathBuf::from("/var/lib/postgresql/.pgpass"),
+                },
+                vps_odoo_unit,
+                vps_odoo_bin: match &r.vps_odoo_bin {
+                    Some(v) => ctx.abs_path(v, key("vps_odoo_bin"))?,
+                    None => PathBuf::from("/opt/odoo/odoo/odoo-bin"),
+                },
+                databases,
                 name: name.clone(),
                 ssh: ssh.clone(),
                 pg: r.pg.get_ref().clone(),

@@ -1,15 +1,40 @@
 //! Orchestration of protect, failover and failback for Odoo instances.
 //!
-//! **Built so far: the configuration** ([`Config`]): the TOML file every command reads,
-//! validated once, with errors that name the file, the line, the key and what to write
-//! instead. Plans, the journal, preflight and fencing come next (issue #6).
+//! - [`Config`]: the TOML file every command reads, validated once, with errors that name the
+//!   file, the line, the key and what to write instead.
+//! - [`Plan`]: each operation ([`Operation`]) is data, an ordered list of [`Step`]s with what
+//!   each runs, how it knows it is done, and what to do when it fails; `--dry-run` prints it.
+//! - [`start`] / [`resume`]: run a plan with a [`Journal`] (one lock per instance; a run
+//!   killed at any point continues where it stopped).
+//! - [`Supervisor`]: services (Odoo, the syncs) through systemd on real servers and plain
+//!   supervised processes in the sandbox; clusters through `pgrepl::Cluster`.
+//! - [`status()`], [`sync_pass`] / [`watch`]: health of an instance, and the file syncs.
 //!
-//! ```
-//! let cfg = failover::Config::parse(failover::EXAMPLE, "config.toml")?;
-//! assert_eq!(cfg.instances[0].name, "vps_clientes_1");
-//! # Ok::<(), failover::ConfigError>(())
+//! ```no_run
+//! # async fn demo() -> Result<(), failover::FailoverError> {
+//! let path = std::path::Path::new("/etc/odoo-standby/config.toml");
+//! let cfg = failover::Config::load(path)?;
+//! let env = failover::Env::new(&cfg, path, "vps_clientes_1")?;
+//! print!("{}", failover::Plan::new(failover::Operation::Failover, &env).render());
+//! # Ok(()) }
 //! ```
 
+mod actions;
 mod config;
+mod env;
+mod error;
+mod journal;
+mod plan;
+mod services;
+mod status;
+mod sync;
 
-pub use config::{Backup, Config, ConfigError, Instance, EXAMPLE};
+pub use actions::{missing_files, paused_file, vps_takes_writes, Action};
+pub use config::{Backup, Config, ConfigError, Instance, ServiceKind, EXAMPLE};
+pub use env::{rows, Env, REPLICA_USER, REWIND_USER};
+pub use error::{FailoverError, Result};
+pub use journal::{Current, Entry, Journal};
+pub use plan::{resume, start, Operation, Plan, Reporter, RunOptions, Step};
+pub use services::{Service, Supervised, Supervisor, Systemd};
+pub use status::{status, DbHealth, FilesHealth, InstanceStatus};
+pub use sync::{sync_pass, watch, Passes, SyncState};

@@ -31,6 +31,7 @@ mod odoo;
 mod os;
 mod procs;
 mod sshd;
+mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,10 +41,13 @@ use rand::Rng;
 
 pub use cluster::Cluster;
 pub use error::{Result, SandboxError};
-pub use odoo::{filestore, write_addon, write_odoo_source, Attachment, SizeMix, ODOO_BIN};
+pub use odoo::{
+    attachment, filestore, write_addon, write_odoo_source, Attachment, SizeMix, ODOO_BIN,
+};
 pub use os::{free_port, pg_bindir, write_new, RunUser};
 pub use procs::is_alive;
 pub use sshd::Sshd;
+pub use world::{pg_version, vps_world, World};
 
 use cluster::ClusterEnv;
 use procs::ProcessTable;
@@ -203,6 +207,25 @@ impl Sandbox {
             return Ok(s.clone());
         }
         let s = Sshd::start(&self.root.join("ssh"), &self.procs)?;
+        self.sshd = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Stops the sshd (a VPS that went away); whether one ran.
+    pub fn stop_sshd(&mut self) -> bool {
+        match &self.sshd {
+            Some(s) => self.procs.stop_child(s.pid),
+            None => false,
+        }
+    }
+
+    /// Starts the sshd again after [`Sandbox::stop_sshd`]: same port, keys and known_hosts.
+    pub fn restart_sshd(&mut self) -> Result<Sshd> {
+        let Some(old) = self.sshd.clone() else {
+            return self.start_sshd();
+        };
+        self.procs.stop_child(old.pid);
+        let s = old.respawn(&self.procs)?;
         self.sshd = Some(s.clone());
         Ok(s)
     }

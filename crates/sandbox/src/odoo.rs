@@ -211,6 +211,26 @@ impl Cluster {
     }
 }
 
+/// Writes one attachment's file into `<data_dir>/filestore/<db>/` as Odoo names it, and
+/// returns the SQL that references it (run it on whichever cluster is primary).
+pub fn attachment(data_dir: &Path, db: &str, content: &[u8]) -> Result<(String, String)> {
+    check_ident("database name", db)?;
+    let sha = hex::encode(Sha1::digest(content));
+    let fname = format!("{}/{}", &sha[..2], sha);
+    let path = filestore(data_dir, db).join(&fname);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| SandboxError::io("cannot create", dir, e))?;
+    }
+    std::fs::write(&path, content).map_err(|e| SandboxError::io("cannot write", &path, e))?;
+    let sql = format!(
+        "INSERT INTO ir_attachment (name, res_model, res_id, type, store_fname, file_size, checksum, mimetype) \
+         VALUES ('file-{}.bin', 'res.partner', 1, 'binary', '{fname}', {}, '{sha}', 'application/octet-stream')",
+        &sha[..8],
+        content.len()
+    );
+    Ok((fname, sql))
+}
+
 /// Writes an Odoo-like source tree at `dir`: the stand-in `odoo-bin`, the built-in
 /// `odoo/addons/base`, and `addons/{web,mail}`. Returns the path of `odoo-bin`.
 pub fn write_odoo_source(dir: &Path) -> Result<PathBuf> {

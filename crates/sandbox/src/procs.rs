@@ -37,6 +37,22 @@ impl ProcessTable {
             .retain(|t| !matches!(t, Tracked::Postmaster { data_dir, .. } if data_dir == dir));
     }
 
+    /// Kills and reaps the child `pid` if we hold it; whether we did.
+    pub(crate) fn stop_child(&self, pid: u32) -> bool {
+        let mut entries = self.lock();
+        let Some(i) = entries
+            .iter()
+            .position(|t| matches!(t, Tracked::Child(c) if c.id() == pid))
+        else {
+            return false;
+        };
+        if let Tracked::Child(mut child) = entries.remove(i) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        true
+    }
+
     /// The pids of every process still tracked.
     pub(crate) fn pids(&self) -> Vec<i32> {
         self.lock()

@@ -140,6 +140,31 @@ impl Sshd {
         Err(last_err.unwrap_or_else(|| SandboxError::Usage("sshd did not start".into())))
     }
 
+    /// Starts sshd again with the same config, keys and port (after [`crate::Sandbox::stop_sshd`]).
+    pub(crate) fn respawn(&self, procs: &Arc<ProcessTable>) -> Result<Self> {
+        let sshd_bin = os::find_program("sshd", "openssh-server")?;
+        let log_file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .map_err(|e| SandboxError::io("cannot open", &self.log, e))?;
+        let child = Command::new(&sshd_bin)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| SandboxError::io("cannot start", &sshd_bin, e))?;
+        let mut again = self.clone();
+        again.pid = child.id();
+        procs.add(Tracked::Child(child));
+        again.wait_ready(Duration::from_secs(10))?;
+        Ok(again)
+    }
+
     fn wait_ready(&self, limit: Duration) -> Result<()> {
         let start = Instant::now();
         while start.elapsed() < limit {

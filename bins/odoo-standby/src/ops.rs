@@ -1,0 +1,182 @@
+//! The operations: `protect`, `failover`, `failback`, `resume`, `status`, `sync`. Each loads
+//! the config, builds the instance's world and calls one function of the `failover` crate.
+
+use std::error::Error;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use failover::{Config, Env, Operation, Plan, Reporter, RunOptions};
+
+/// Prints each line as it happens; asks on the terminal.
+pub struct Term;
+
+impl Reporter for Term {
+    fn line(&self, text: &str) {
+        println!("{text}");
+        let _ = std::io::stdout().flush();
+    }
+
+    fn confirm(&self, question: &str) -> Option<bool> {
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        print!("{question} [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).ok()?;
+        Some(matches!(answer.trim(), "y" | "Y" | "yes"))
+    }
+}
+
+/// Options shared by the mutating operations.
+#[derive(clap::Args, Debug)]
+pub struct OpArgs {
+    /// The instance (its `name` in the config).
+    pub name: String,
+    /// Print the plan (commands, SQL, files) and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: the plan as JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+}
+
+fn env(config: &Path, name: &str) -> Result<Env, Box<dyn Error>> {
+    let cfg = Config::load(config)?;
+    Ok(Env::new(&cfg, config, name)?)
+}
+
+/// Runs (or with --dry-run prints) `op` for an instance.
+pub async fn operation(
+    config: &Path,
+    op: Operation,
+    args: &OpArgs,
+    opts: RunOptions,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let env = env(config, &args.name)?;
+    if args.dry_run {
+        let plan = Plan::new(op, &env);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{}", plan.render());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let clock = std::time::Instant::now();
+    failover::start(&env, op, &opts, &Term).await?;
+    println!(
+        "{} of {} complete in {:.1} s",
+        op.as_str(),
+        env.name(),
+        clock.elapsed().as_secs_f64()
+    );
+    if op == Operation::Failover {
+        print_left_to_do(&env);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_left_to_do(env: &Env) {
+    let site = env.layout.dir().join(format!("nginx_{}.conf", env.name()));
+    println!("Left to you:");
+    println!(
+        "  - point the VPS's DNS name to this server ({})",
+        env.cfg.backup.address
+    );
+    println!(
+        "  - enable the nginx site: ln -s {} /etc/nginx/sites-enabled/ && nginx -t && systemctl reload nginx (check its server_name first)",
+        site.display()
+    );
+}
+
+/// `resume NAME`.
+pub async fn resume(config: &Path, name: &str, yes: bool) -> Result<ExitCode, Box<dyn Error>> {
+    let env = env(config, name)?;
+    let opts = RunOptions {
+        yes,
+        ..Default::default()
+    };
+    if failover::resume(&env, &opts, &Term).await? {
+        println!("resumed run of {name} complete");
+    } else {
+        println!("nothing to resume for {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `status [NAME] [--json]`: exit 0 healthy, 1 something unhealthy.
+pub async fn status(
+    config: &Path,
+    name: Option<&str>,
+    json: bool,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let cfg = Config::load(config)?;
+    let names: Vec<String> = match name {
+        Some(n) => vec![cfg.instance(n)?.name.clone()],
+        None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
+    };
+    let mut all = Vec::new();
+    for n in &names {
+        let env = Env::new(&cfg, config, n)?;
+        all.push(failover::status(&env).await);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        for s in &all {
+            println!(
+                "{}: {} ({}); lag {} bytes, {} s; slot holds {} bytes; {} file(s) missing; last sync {}; odoo unit {}, syncs {}",
+                s.name,
+                if s.healthy { "healthy" } else { "UNHEALTHY" },
+                s.role,
+                opt(s.db.lag_bytes),
+                s.db.lag_seconds.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+                opt(s.db.slot_retained_bytes),
+                s.files.missing,
+                s.files
+                    .last_sync_age_seconds
+                    .map(|a| format!("{a} s ago"))
+                    .unwrap_or_else(|| "never".into()),
+                s.odoo_unit,
+                s.syncs
+            );
+            for p in &s.problems {
+                println!("  - {p}");
+            }
+        }
+    }
+    Ok(if all.iter().all(|s| s.healthy) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn opt(v: Option<i64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// `sync NAME [--watch]`.
+pub async fn sync(
+    config: &Path,
+    name: &str,
+    watch: bool,
+    interval: u64,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let env = env(config, name)?;
+    if watch {
+        failover::watch(&env, Duration::from_secs(interval.max(1))).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match failover::sync_pass(&env, &mut failover::Passes::default()).await? {
+        None => println!(
+            "{name}: syncs are paused ({} exists: a failover holds this instance)",
+            failover::paused_file(&env).display()
+        ),
+        Some(n) => println!("{name}: {n} file(s) fetched"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

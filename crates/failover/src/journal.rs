@@ -1,0 +1,235 @@
+//! The journal: one folder per instance (`<state_dir>/<name>/`) with
+//! - `lock`: held (flock) by the one odoo-standby working on the instance; the kernel drops it
+//!   when that process ends, however it ends, so a killed run never leaves a stale lock;
+//! - `current.json`: the operation in progress and its options, until it completes;
+//! - `journal.jsonl`: one line per step event (`started`, `done`, `already`), fsynced, so a
+//!   run killed at any point can be resumed: steps recorded `done` are skipped, the step that
+//!   was interrupted runs again (each step checks before it acts).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FailoverError, Result};
+
+/// The operation in progress on an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Current {
+    /// `protect`, `failover` or `failback`.
+    pub operation: String,
+    /// Identifies this run in the journal.
+    pub run: String,
+    /// `--force` was given (failover).
+    #[serde(default)]
+    pub force: bool,
+    /// `--restart-vps` was given (protect).
+    #[serde(default)]
+    pub restart_vps: bool,
+    /// When it started (seconds since the epoch).
+    pub started: u64,
+}
+
+/// One journal line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// Seconds since the epoch.
+    pub at: u64,
+    /// The run.
+    pub run: String,
+    /// The operation.
+    pub operation: String,
+    /// The step id.
+    pub step: String,
+    /// `started`, `done` (it acted), `already` (its check said it was done).
+    pub event: String,
+}
+
+/// An instance's journal, locked for this process.
+pub struct Journal {
+    dir: PathBuf,
+    _lock: File,
+}
+
+fn jerr(path: &Path) -> impl FnOnce(std::io::Error) -> FailoverError + '_ {
+    move |e| FailoverError::Journal {
+        path: path.display().to_string(),
+        cause: e.to_string(),
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens `<state_dir>/<name>/` (made 0700 if needed) and takes its lock; refuses when
+    /// another process holds it.
+    pub fn open(state_dir: &Path, name: &str) -> Result<Self> {
+        let dir = state_dir.join(name);
+        std::fs::create_dir_all(&dir).map_err(jerr(&dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(jerr(&lock_path))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            return Err(FailoverError::Refused(format!(
+                "another odoo-standby is working on {name} (pid {}); wait for it to finish, or look at {}",
+                holder.trim(),
+                dir.join("journal.jsonl").display()
+            )));
+        }
+        let mut l = &lock;
+        let _ = lock.set_len(0);
+        let _ = writeln!(l, "{}", std::process::id());
+        Ok(Self { dir, _lock: lock })
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The operation in progress, if a run did not complete.
+    pub fn current(&self) -> Result<Option<Current>> {
+        let path = self.dir.join("current.json");
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| FailoverError::Journal {
+                    path: path.display().to_string(),
+                    cause: format!("{e}; move it aside to start over"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(jerr(&path)(e)),
+        }
+    }
+
+    /// Records that `c` is in progress.
+    pub fn begin(&self, c: &Current) -> Result<()> {
+        let path = self.dir.join("current.json");
+        let tmp = self.dir.join("current.json.tmp");
+        let text = serde_json::to_string_pretty(c).map_err(|e| FailoverError::Journal {
+            path: path.display().to_string(),
+            cause: e.to_string(),
+        })?;
+        let mut f = File::create(&tmp).map_err(jerr(&tmp))?;
+        f.write_all(text.as_bytes()).map_err(jerr(&tmp))?;
+        f.sync_all().map_err(jerr(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(jerr(&path))?;
+        Ok(())
+    }
+
+    /// Appends one event and syncs it to disk.
+    pub fn record(&self, c: &Current, step: &str, event: &str) -> Result<()> {
+        let path = self.dir.join("journal.jsonl");
+        let entry = Entry {
+            at: now(),
+            run: c.run.clone(),
+            operation: c.operation.clone(),
+            step: step.to_owned(),
+            event: event.to_owned(),
+        };
+        let line = serde_json::to_string(&entry).map_err(|e| FailoverError::Journal {
+            path: path.display().to_string(),
+            cause: e.to_string(),
+        })?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(jerr(&path))?;
+        writeln!(f, "{line}").map_err(jerr(&path))?;
+        f.sync_data().map_err(jerr(&path))?;
+        Ok(())
+    }
+
+    /// Every entry (lines that do not parse, e.g. half-written by a crash, are skipped).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let path = self.dir.join("journal.jsonl");
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(t
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(jerr(&path)(e)),
+        }
+    }
+
+    /// Steps of run `run` that completed.
+    pub fn done(&self, run: &str) -> Result<HashSet<String>> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|e| e.run == run && (e.event == "done" || e.event == "already"))
+            .map(|e| e.step)
+            .collect())
+    }
+
+    /// The run stopped before changing anything: `current.json` becomes `aborted.json`.
+    pub fn abort(&self) -> Result<()> {
+        let from = self.dir.join("current.json");
+        let to = self.dir.join("aborted.json");
+        std::fs::rename(&from, &to).map_err(jerr(&from))
+    }
+
+    /// The run completed: `current.json` becomes `last.json`.
+    pub fn finish(&self) -> Result<()> {
+        let from = self.dir.join("current.json");
+        let to = self.dir.join("last.json");
+        std::fs::rename(&from, &to).map_err(jerr(&from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_process_is_refused_and_progress_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), "vps1").unwrap();
+        // flock is per open file description: a second open in the same process conflicts too.
+        let e = Journal::open(dir.path(), "vps1").err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("another odoo-standby is working on vps1"),
+            "{e}"
+        );
+        let c = Current {
+            operation: "failover".into(),
+            run: "r1".into(),
+            force: false,
+            restart_vps: false,
+            started: 1,
+        };
+        j.begin(&c).unwrap();
+        j.record(&c, "promote", "started").unwrap();
+        j.record(&c, "stop-syncs", "done").unwrap();
+        drop(j);
+        let j = Journal::open(dir.path(), "vps1").unwrap();
+        assert_eq!(j.current().unwrap(), Some(c.clone()));
+        let done = j.done("r1").unwrap();
+        assert!(done.contains("stop-syncs") && !done.contains("promote"));
+        j.finish().unwrap();
+        assert_eq!(j.current().unwrap(), None);
+    }
+}

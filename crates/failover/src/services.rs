@@ -1,0 +1,305 @@
+//! Starting and stopping services (a promoted Odoo, the syncs of an instance, the VPS's
+//! Odoo) behind one trait, so that the plans are the same on real servers (systemd) and in
+//! the sandbox (plain processes with pid files; it has no systemd). Clusters go through
+//! `pgrepl::Cluster` (postgresql-common or `pg_ctl`), the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use host::{CommandSpec, Host, Ownership};
+use serde::Serialize;
+
+use crate::error::{FailoverError, Result};
+
+/// One service, described for both kinds of supervisor.
+#[derive(Clone, Debug, Serialize)]
+pub struct Service {
+    /// The systemd unit (`odoo_vps1.service`); also names the pid file of a supervised one.
+    pub unit: String,
+    /// The command a supervised process runs (systemd's unit file has its own).
+    pub argv: Vec<String>,
+    /// The OS user it runs as.
+    pub user: String,
+    /// A unit file of ours to link into systemd before enabling it (`None`: systemd knows it).
+    pub unit_file: Option<PathBuf>,
+}
+
+/// Starts, stops and asks about services on one machine. Starting enables (it comes back
+/// after a reboot); stopping disables. Both are idempotent.
+#[async_trait]
+pub trait Supervisor: Send + Sync {
+    /// Whether it runs.
+    async fn is_active(&self, s: &Service) -> Result<bool>;
+    /// Enables and starts it (nothing when it runs).
+    async fn start(&self, s: &Service) -> Result<()>;
+    /// Stops and disables it (nothing when it does not run).
+    async fn stop(&self, s: &Service) -> Result<()>;
+    /// What `start` runs, for plans.
+    fn start_shown(&self, s: &Service) -> Vec<String>;
+    /// What `stop` runs, for plans.
+    fn stop_shown(&self, s: &Service) -> Vec<String>;
+}
+
+fn failed(what: String, host: &dyn Host) -> impl FnOnce(host::HostError) -> FailoverError + '_ {
+    move |e| FailoverError::failed(format!("{what} on {}", host.name()), e)
+}
+
+/// systemd: `systemctl enable --now` / `disable --now` / `is-active`.
+pub struct Systemd {
+    host: Arc<dyn Host>,
+}
+
+impl Systemd {
+    /// systemd on `host`.
+    pub fn new(host: Arc<dyn Host>) -> Self {
+        Self { host }
+    }
+}
+
+fn systemctl(args: &[&str]) -> CommandSpec {
+    CommandSpec::new("systemctl").args(args.iter().copied())
+}
+
+#[async_trait]
+impl Supervisor for Systemd {
+    async fn is_active(&self, s: &Service) -> Result<bool> {
+        let out = self
+            .host
+            .run_unchecked(&systemctl(&["is-active", "--quiet", &s.unit]))
+            .await
+            .map_err(failed(
+                format!("asking systemd about {}", s.unit),
+                self.host.as_ref(),
+            ))?;
+        Ok(out.status.success())
+    }
+
+    async fn start(&self, s: &Service) -> Result<()> {
+        if let Some(file) = &s.unit_file {
+            odoo_instance::unit::install(self.host.as_ref(), file, true)
+                .await
+                .map_err(|e| FailoverError::failed(format!("installing {}", s.unit), e))?;
+            return Ok(());
+        }
+        self.host
+            .run(&systemctl(&["enable", "--now", &s.unit]))
+            .await
+            .map_err(failed(format!("starting {}", s.unit), self.host.as_ref()))?;
+        Ok(())
+    }
+
+    async fn stop(&self, s: &Service) -> Result<()> {
+        let known = self
+            .host
+            .run_unchecked(&systemctl(&["cat", &s.unit]))
+            .await
+            .map_err(failed(format!("looking up {}", s.unit), self.host.as_ref()))?;
+        if !known.status.success() {
+            return Ok(());
+        }
+        self.host
+            .run(&systemctl(&["disable", "--now", &s.unit]))
+            .await
+            .map_err(failed(format!("stopping {}", s.unit), self.host.as_ref()))?;
+        Ok(())
+    }
+
+    fn start_shown(&self, s: &Service) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(f) = &s.unit_file {
+            v.push(format!("systemctl link {}", f.display()));
+            v.push("systemctl daemon-reload".into());
+        }
+        v.push(format!("systemctl enable --now {}", s.unit));
+        v
+    }
+
+    fn stop_shown(&self, s: &Service) -> Vec<String> {
+        vec![format!("systemctl disable --now {}", s.unit)]
+    }
+}
+
+/// Plain processes: started detached (`setsid`) with output to `<run_dir>/<unit>.log`, the pid
+/// in `<run_dir>/<unit>.pid`; stopped by that pid after checking its command line, so a
+/// reused pid is never signalled.
+pub struct Supervised {
+    host: Arc<dyn Host>,
+    run_dir: PathBuf,
+}
+
+impl Supervised {
+    /// Processes on `host`, their pid files and logs in `run_dir`.
+    pub fn new(host: Arc<dyn Host>, run_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            host,
+            run_dir: run_dir.into(),
+        }
+    }
+
+    fn pid_file(&self, s: &Service) -> PathBuf {
+        self.run_dir.join(format!("{}.pid", s.unit))
+    }
+
+    fn log_file(&self, s: &Service) -> PathBuf {
+        self.run_dir.join(format!("{}.log", s.unit))
+    }
+
+    /// The pid from the pid file, when that process runs `s.argv`.
+    async fn running_pid(&self, s: &Service) -> Result<Option<u32>> {
+        let pid_file = self.pid_file(s);
+        let text = match self.host.read_file(&pid_file).await {
+            Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+            Err(e) if e.kind() == host::HostErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(failed(
+                    format!("reading {}", pid_file.display()),
+                    self.host.as_ref(),
+                )(e))
+            }
+        };
+        let Ok(pid) = text.parse::<u32>() else {
+            return Ok(None);
+        };
+        let out = self
+            .host
+            .run_unchecked(&CommandSpec::new("cat").arg(format!("/proc/{pid}/cmdline")))
+            .await
+            .map_err(failed(
+                "reading a process's command line".into(),
+                self.host.as_ref(),
+            ))?;
+        // A zombie has an empty command line: it is not running any more.
+        let argv: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        Ok((out.status.success() && argv == s.argv).then_some(pid))
+    }
+}
+
+#[async_trait]
+impl Supervisor for Supervised {
+    async fn is_active(&self, s: &Service) -> Result<bool> {
+        Ok(self.running_pid(s).await?.is_some())
+    }
+
+    async fn start(&self, s: &Service) -> Result<()> {
+        if self.is_active(s).await? {
+            return Ok(());
+        }
+        self.host
+            .mkdir_p(&self.run_dir, &Ownership::mode(0o755))
+            .await
+            .map_err(failed(
+                format!("creating {}", self.run_dir.display()),
+                self.host.as_ref(),
+            ))?;
+        let log = self.log_file(s);
+        // The log is made ours first, so the service (another user) can append to it.
+        if self.host.stat(&log).await.ok().flatten().is_none() {
+            self.host
+                .write_file(&log, b"", &Ownership::owned(0o640, s.user.clone()))
+                .await
+                .map_err(failed(
+                    format!("creating {}", log.display()),
+                    self.host.as_ref(),
+                ))?;
+        }
+        let spec = CommandSpec::new("sh")
+            .args([
+                "-c",
+                "log=$1; shift; setsid \"$@\" >>\"$log\" 2>&1 </dev/null & echo $!",
+                "sh",
+            ])
+            .arg(log.display().to_string())
+            .args(s.argv.iter().cloned())
+            .run_as(s.user.clone())
+            .timeout(Duration::from_secs(30));
+        let out = self
+            .host
+            .run(&spec)
+            .await
+            .map_err(failed(format!("starting {}", s.unit), self.host.as_ref()))?;
+        let pid = out.stdout_text().trim().to_owned();
+        self.host
+            .write_file(
+                &self.pid_file(s),
+                format!("{pid}\n").as_bytes(),
+                &Ownership::mode(0o644),
+            )
+            .await
+            .map_err(failed(
+                format!("writing the pid file of {}", s.unit),
+                self.host.as_ref(),
+            ))?;
+        // A process that dies at once (bad config, taken port) is a failed start.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !self.is_active(s).await? {
+            let tail = self
+                .host
+                .read_file(&log)
+                .await
+                .map(|b| {
+                    let t = String::from_utf8_lossy(&b).into_owned();
+                    let lines: Vec<&str> = t.lines().collect();
+                    lines[lines.len().saturating_sub(8)..].join("\n")
+                })
+                .unwrap_or_default();
+            return Err(FailoverError::Refused(format!(
+                "{} exited right after starting; the end of {}:\n{tail}",
+                s.unit,
+                log.display()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, s: &Service) -> Result<()> {
+        let Some(pid) = self.running_pid(s).await? else {
+            return Ok(());
+        };
+        let kill = |sig: &str| CommandSpec::new("kill").arg(sig).arg(pid.to_string());
+        self.host
+            .run_unchecked(&kill("-TERM"))
+            .await
+            .map_err(failed(format!("stopping {}", s.unit), self.host.as_ref()))?;
+        for i in 0..150 {
+            if self.running_pid(s).await?.is_none() {
+                return Ok(());
+            }
+            if i == 100 {
+                self.host
+                    .run_unchecked(&kill("-KILL"))
+                    .await
+                    .map_err(failed(format!("killing {}", s.unit), self.host.as_ref()))?;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(FailoverError::Refused(format!(
+            "{} (pid {pid}) did not stop within 15 s",
+            s.unit
+        )))
+    }
+
+    fn start_shown(&self, s: &Service) -> Vec<String> {
+        vec![format!(
+            "setsid {} (as {}, pid in {}, log {})",
+            s.argv.join(" "),
+            s.user,
+            self.pid_file(s).display(),
+            self.log_file(s).display()
+        )]
+    }
+
+    fn stop_shown(&self, s: &Service) -> Vec<String> {
+        vec![format!(
+            "kill -TERM $(cat {}) when it runs `{}`",
+            self.pid_file(s).display(),
+            s.argv.join(" ")
+        )]
+    }
+}
