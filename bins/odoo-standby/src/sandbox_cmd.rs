@@ -104,48 +104,10 @@ fn down(dir: &Path) -> Result<ExitCode, Box<dyn Error>> {
         })
         .unwrap_or_default();
     let root = std::fs::canonicalize(dir)?;
-    let services = stop_services(&root);
-    let signalled = sandbox::stop_detached(&root, &pids) + services;
+    let signalled = sandbox::stop_detached(&root, &pids);
     println!(
         "sandbox down in {}: {signalled} process(es) stopped; files kept",
         root.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Stops the supervised services (Odoo, syncs) started under the sandbox's state dir: by the
-/// pid in their pid file, only when that process's command line names the sandbox.
-fn stop_services(root: &Path) -> usize {
-    let mut n = 0;
-    let Ok(instances) = std::fs::read_dir(root.join("state")) else {
-        return 0;
-    };
-    let needle = root.display().to_string();
-    for inst in instances.flatten() {
-        for run in ["run", "vps-run"] {
-            let Ok(files) = std::fs::read_dir(inst.path().join(run)) else {
-                continue;
-            };
-            for f in files.flatten() {
-                if f.path().extension().and_then(|e| e.to_str()) != Some("pid") {
-                    continue;
-                }
-                let Some(pid) = std::fs::read_to_string(f.path())
-                    .ok()
-                    .and_then(|t| t.trim().parse::<i32>().ok())
-                else {
-                    continue;
-                };
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                    // SAFETY: a signal to a process whose command line we just checked.
-                    unsafe {
-                        libc::kill(pid, libc::SIGTERM);
-                    }
-                    n += 1;
-                }
-            }
-        }
-    }
-    n
 }

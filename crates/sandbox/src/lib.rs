@@ -45,7 +45,7 @@ pub use odoo::{
     attachment, filestore, write_addon, write_odoo_source, Attachment, SizeMix, ODOO_BIN,
 };
 pub use os::{free_port, pg_bindir, write_new, RunUser};
-pub use procs::is_alive;
+pub use procs::{is_alive, stop_pid_files_under};
 pub use sshd::Sshd;
 pub use world::{pg_version, vps_world, World};
 
@@ -69,7 +69,7 @@ pub struct Sandbox {
 /// mentions `dir` (so a reused pid is never signalled). Returns how many listed pids were
 /// signalled.
 pub fn stop_detached(dir: &Path, pids: &[i32]) -> usize {
-    let mut stopped = 0;
+    let mut stopped = procs::stop_pid_files_under(dir);
     let wanted = dir.as_os_str().as_encoded_bytes();
     for &pid in pids {
         let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -239,6 +239,7 @@ impl Sandbox {
     /// the ones the sandbox started, and any postmaster running on a data directory under
     /// its root (clusters that the code under test made there).
     pub fn stop_all(&self) {
+        procs::stop_pid_files_under(&self.root);
         self.procs.stop_all();
         procs::stop_postmasters_under(&self.root);
     }

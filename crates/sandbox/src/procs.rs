@@ -79,6 +79,50 @@ impl ProcessTable {
     }
 }
 
+/// Stops the supervised services that tools under test started with a `<unit>.pid` file
+/// under `root` (odoo-standby's sandbox services): SIGTERM, then SIGKILL after 5 s, only when
+/// the process's command line names `root`. Returns how many it signalled.
+pub fn stop_pid_files_under(root: &Path) -> usize {
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".pid") && name != "postmaster.pid" && name != "sshd.pid" {
+                found.push(p);
+            } else if depth > 0 && e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&p, depth - 1, found);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, 4, &mut files);
+    let needle = root.display().to_string();
+    let mut n = 0;
+    for f in files {
+        let Some(pid) = std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+            continue;
+        }
+        signal(pid, libc::SIGTERM);
+        if !wait_gone(pid, Duration::from_secs(5)) {
+            signal(pid, libc::SIGKILL);
+            wait_gone(pid, Duration::from_secs(5));
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Stops every postmaster whose data directory lies under `root` (clusters that tools under
 /// test created or restarted there), checking each pid against its command line first.
 pub(crate) fn stop_postmasters_under(root: &Path) {

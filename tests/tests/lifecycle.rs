@@ -1,0 +1,289 @@
+//! The demo's lifecycle, run through the `odoo-standby` binary against the sandbox, with the
+//! operator's bad night in it: a failover refused while the VPS is alive, the VPS killed, the
+//! failover and the failback each killed (SIGKILL) at a step and resumed. At the end no
+//! committed row and no referenced file is lost, and the instance is protected again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use pgrepl::{PgClient, Sql};
+use sandbox::{Sandbox, SizeMix, World};
+
+/// The `odoo-standby` binary cargo built for this workspace (beside this test's directory).
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("odoo-standby");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "odoo-standby"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "cannot build odoo-standby");
+    }
+    bin
+}
+
+struct T {
+    sb: Sandbox,
+    w: World,
+    bin: PathBuf,
+}
+
+impl T {
+    fn new() -> Self {
+        let mut sb = Sandbox::new().unwrap();
+        let w = sandbox::vps_world(&mut sb, 60).unwrap();
+        Self {
+            sb,
+            w,
+            bin: binary(),
+        }
+    }
+
+    fn cli(&self, args: &[&str], kill_after: Option<&str>) -> Output {
+        let mut c = Command::new(&self.bin);
+        c.arg("-c").arg(&self.w.config).args(args);
+        if let Some(step) = kill_after {
+            c.env("ODOO_STANDBY_KILL_AFTER", step);
+        }
+        let out = c.output().unwrap();
+        eprintln!(
+            "$ odoo-standby {} -> {:?}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args, None);
+        assert!(out.status.success(), "odoo-standby {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `args` with a kill point: the process must die by SIGKILL after `step`.
+    fn killed_after(&self, args: &[&str], step: &str) {
+        let out = self.cli(args, Some(step));
+        assert_eq!(out.status.signal(), Some(9), "not killed after {step}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("complete in"), "{stdout}");
+    }
+
+    fn status(&self) -> (i32, serde_json::Value) {
+        let out = self.cli(&["status", "vps1", "--json"], None);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code().unwrap(), v[0].clone())
+    }
+
+    fn wait_healthy(&self) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let (code, s) = self.status();
+            if code == 0 || start.elapsed() > Duration::from_secs(40) {
+                assert_eq!(code, 0, "never healthy: {s}");
+                assert_eq!(s["healthy"], true);
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    async fn vps(&self) -> PgClient {
+        PgClient::connect(&self.w.vps.conninfo("clientes"))
+            .await
+            .unwrap()
+    }
+
+    /// The backup's cluster (a clone of the VPS: same superuser password).
+    async fn backup(&self) -> PgClient {
+        let c = self.w.vps.conninfo("clientes").replace(
+            &format!("port={}", self.w.vps.port()),
+            &format!("port={}", self.w.standby_port),
+        );
+        PgClient::connect(&c).await.unwrap()
+    }
+
+    fn instance_data_dir(&self) -> PathBuf {
+        self.w.instance_dir.join("data_dir")
+    }
+}
+
+async fn value(db: &dyn Sql, sql: &str) -> String {
+    pgrepl::query_value(db, sql)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn referenced(db: &dyn Sql) -> BTreeSet<String> {
+    db.query("SELECT DISTINCT store_fname FROM ir_attachment WHERE store_fname IS NOT NULL")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect()
+}
+
+fn missing(filestore: &Path, names: &BTreeSet<String>) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| !filestore.join(n).is_file())
+        .cloned()
+        .collect()
+}
+
+async fn lifecycle(failover_kill: &str, failback_kill: &str) {
+    let mut t = T::new();
+
+    // protect, then protect again: the second run changes nothing.
+    t.ok(&["protect", "vps1", "--restart-vps"]);
+    let again = t.ok(&["protect", "vps1"]);
+    assert!(
+        again.contains("clone the standby cluster here and stream: already done"),
+        "{again}"
+    );
+    let s = t.wait_healthy();
+    assert_eq!(s["name"], "vps1");
+    assert_eq!(s["role"], "standby");
+    assert!(s["db"]["lag_bytes"].as_i64().is_some(), "{s}");
+    assert_eq!(s["files"]["missing"], 0);
+
+    // Writes on the VPS: rows and attachments, replicated and synced.
+    let vps = t.vps().await;
+    pgrepl::execute(
+        &vps,
+        "CREATE TABLE orders (id int PRIMARY KEY, origin text); ALTER TABLE orders OWNER TO odoo",
+    )
+    .await
+    .unwrap();
+    pgrepl::execute(
+        &vps,
+        "INSERT INTO orders SELECT g, 'vps' FROM generate_series(1, 100) g",
+    )
+    .await
+    .unwrap();
+    t.w.vps
+        .add_attachments("clientes", &t.w.data_dir, 20, &SizeMix::odoo(), 8)
+        .unwrap();
+    t.wait_healthy();
+
+    // Failover refused while the VPS's PostgreSQL takes writes; nothing changed.
+    let out = t.cli(&["failover", "vps1", "--yes"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still accepts writes"));
+    let backup = t.backup().await;
+    assert_eq!(value(&backup, "SELECT pg_is_in_recovery()").await, "t");
+    let (_, s) = t.status();
+    assert!(s["interrupted"].is_null(), "{s}");
+    assert_eq!(s["syncs"], "active");
+    drop(backup);
+
+    // The VPS dies. Failover, killed after one step, then resumed.
+    drop(vps);
+    assert!(t.w.vps.kill());
+    assert!(t.sb.stop_sshd());
+    t.killed_after(&["failover", "vps1", "--yes"], failover_kill);
+    let (code, s) = t.status();
+    assert_eq!(code, 1);
+    assert_eq!(s["interrupted"], "failover", "{s}");
+    let out = t.ok(&["resume", "vps1", "--yes"]);
+    assert!(out.contains("done earlier"), "{out}");
+    let (_, s) = t.status();
+    assert_eq!(s["role"], "primary");
+    assert_eq!(s["odoo_unit"], "active");
+    assert!(s["interrupted"].is_null());
+
+    // Production on the backup: rows and attachments written there.
+    let backup = t.backup().await;
+    pgrepl::execute(
+        &backup,
+        "INSERT INTO orders SELECT g, 'backup' FROM generate_series(101, 150) g",
+    )
+    .await
+    .unwrap();
+    for i in 0..10u32 {
+        let content = format!("written on the backup #{i}").repeat(50);
+        let (_, sql) =
+            sandbox::attachment(&t.instance_data_dir(), "clientes", content.as_bytes()).unwrap();
+        pgrepl::execute(&backup, &sql).await.unwrap();
+    }
+    drop(backup);
+
+    // The VPS comes back. Failback, killed after one step, then resumed.
+    t.w.vps.start().unwrap();
+    t.sb.restart_sshd().unwrap();
+    t.killed_after(&["failback", "vps1"], failback_kill);
+    t.ok(&["resume", "vps1"]);
+    let s = t.wait_healthy();
+    assert_eq!(s["role"], "standby");
+    assert_eq!(s["odoo_unit"], "inactive");
+    assert_eq!(s["syncs"], "active");
+
+    // Nothing lost: every committed row on both sides, every referenced file on both sides.
+    let vps = t.vps().await;
+    assert_eq!(value(&vps, "SELECT pg_is_in_recovery()").await, "f");
+    let backup = t.backup().await;
+    let start = Instant::now();
+    while value(&backup, "SELECT count(*) FROM orders").await != "150" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "backup never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(value(&vps, "SELECT count(*) FROM orders").await, "150");
+    assert_eq!(
+        value(&vps, "SELECT count(DISTINCT origin) FROM orders").await,
+        "2"
+    );
+    let names = referenced(&vps).await;
+    assert_eq!(names, referenced(&backup).await);
+    // 60 + 20 written on the VPS (a few share content, as in Odoo) and 10 on the backup.
+    assert!(names.len() >= 85, "{}", names.len());
+    assert_eq!(
+        missing(&t.w.data_dir.join("filestore/clientes"), &names),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        missing(&t.instance_data_dir().join("filestore/clientes"), &names),
+        Vec::<String>::new()
+    );
+    // The failback slot is gone on both sides; the VPS's slot for the backup is in use.
+    for db in [&vps as &dyn Sql, &backup] {
+        assert_eq!(
+            value(
+                db,
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'vps1_failback'"
+            )
+            .await,
+            "0"
+        );
+    }
+    assert_eq!(
+        value(
+            &vps,
+            "SELECT active FROM pg_replication_slots WHERE slot_name = 'vps1'"
+        )
+        .await,
+        "t"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_killed_after_promotion_and_failback_killed_after_the_rewind_end_as_a_clean_run() {
+    lifecycle("promote", "rejoin-vps").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_killed_after_starting_odoo_and_failback_killed_after_promoting_the_vps() {
+    lifecycle("start-odoo", "promote-vps").await;
+}
