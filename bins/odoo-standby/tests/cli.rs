@@ -102,6 +102,47 @@ fn sandbox_up_leaves_servers_running_and_down_stops_them() {
             "{server}"
         );
     }
+    // Dry runs print the plans and touch nothing.
+    let cfg = dir.join("config.toml");
+    let cfg = cfg.to_str().unwrap();
+    for op in ["protect", "failover", "failback"] {
+        let out = run(&["-c", cfg, op, "vps1", "--dry-run", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["operation"], op);
+        let steps = plan["steps"].as_array().unwrap();
+        assert!(steps.len() >= 7, "{plan}");
+        for s in steps {
+            for key in ["id", "description", "host", "check", "hint"] {
+                assert!(!s[key].as_str().unwrap().is_empty(), "{key} in {s}");
+            }
+            assert!(!s["runs"].as_array().unwrap().is_empty(), "{s}");
+        }
+        let text = run(&["-c", cfg, op, "vps1", "--dry-run"]);
+        assert!(String::from_utf8_lossy(&text.stdout).contains("dry run: nothing is touched"));
+    }
+    let protect = run(&["-c", cfg, "protect", "vps1", "--dry-run"]);
+    let shown = String::from_utf8_lossy(&protect.stdout);
+    assert!(shown.contains("replica_user:***"), "{shown}");
+    for untouched in [
+        "backup/instances",
+        "backup/clusters/vps1",
+        "state/vps1/current.json",
+    ] {
+        assert!(
+            !dir.join(untouched).exists(),
+            "{untouched} exists after dry runs"
+        );
+    }
+    assert!(std::fs::read_dir(dir.join("backup/secrets"))
+        .unwrap()
+        .next()
+        .is_none());
+
     // A second `up` into the same directory is refused.
     let again = run(&["sandbox", "up", dir.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2));

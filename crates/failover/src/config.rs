@@ -25,6 +25,16 @@ os_user = "odoouser"
 address = "198.51.100.7"
 # PostgreSQL major version of the standby clusters (postgresql-common).
 pg_version = 15
+# Optional, with their defaults:
+# state_dir = "/var/lib/odoo-standby"        # journals, locks, sync state
+# services = "systemd"                        # or "supervised" (plain processes; the sandbox)
+# clusters_dir = "/srv/clusters"              # unset: postgresql-common clusters <pg_version>/<name>
+# pg_bindir = "/usr/lib/postgresql/15/bin"
+# pg_os_user = "postgres"
+# pgpass = "/var/lib/postgresql/.pgpass"      # replication passwords, written by protect (0600)
+# ssh_key = "$HOME/.ssh/id_ed25519"
+# known_hosts = "$HOME/.ssh/known_hosts"
+# python = "/usr/bin/python3"                 # the Python that runs Odoo (a virtualenv's?)
 
 [[instance]]
 # Lower-case letters, digits and '_': names the cluster, folder, slot, unit and log tag.
@@ -39,6 +49,11 @@ standby_port = 5435
 data_dir = "/var/opt/odoo/data_dir"
 sources = "/opt/odoo/sources"
 odoo_conf = "/etc/odoo.conf"
+# Optional, with their defaults:
+# vps_cluster = "15/main"                     # or the data directory of a pg_ctl cluster
+# vps_pgpass = "/var/lib/postgresql/.pgpass"  # on the VPS, written by failback
+# vps_odoo_unit = "odoo"                      # stopped during failback, started after
+# databases = []                              # empty: every database with ir_attachment
 "#;
 
 /// A configuration problem: where, which key, what is wrong, what to write instead.
@@ -527,28 +542,28 @@ mod tests {
             (
                 "name = \"vps_clientes_1\"",
                 "name = \"vps-clientes-1\"",
-                18,
+                28,
                 "instance[0].name",
                 "lower-case letters",
             ),
             (
                 "standby_port = 5435",
                 "standby_port = 80",
-                24,
+                34,
                 "instance[0].standby_port",
                 "1024 to 65535",
             ),
             (
                 "pg = \"host=200.58.98.56 port=5432\"",
                 "pg = \"host=200.58.98.56 password=x\"",
-                22,
+                32,
                 "instance[0].pg",
                 "no password=",
             ),
             (
                 "ssh = \"odoo@200.58.98.56:5253\"",
                 "ssh = \"odoo@200.58.98.56:x\"",
-                20,
+                30,
                 "instance[0].ssh",
                 "user@host[:port]",
             ),
@@ -562,7 +577,7 @@ mod tests {
             (
                 "data_dir = \"/var/opt/odoo/data_dir\"",
                 "data_dir = \"var/opt/odoo\"",
-                26,
+                36,
                 "instance[0].data_dir",
                 "absolute path",
             ),
@@ -583,7 +598,7 @@ mod tests {
             (
                 "sources = \"/opt/odoo/sources\"",
                 "sources = \"/opt/odoo/sources\"\nsourcse = \"/x\"",
-                28,
+                38,
                 "-",
                 "unknown field `sourcse`",
             ),
