@@ -37,7 +37,7 @@ fn init_then_check_and_a_mistake() {
     let said = String::from_utf8_lossy(&err.stderr).into_owned();
     assert!(
         said.contains(&format!(
-            "{}:24: instance[0].standby_port: 99999 is not a port",
+            "{}:34: instance[0].standby_port: 99999 is not a port",
             path.display()
         )),
         "{said}"
