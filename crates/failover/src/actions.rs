@@ -269,11 +269,13 @@ impl Action {
         match self {
             Self::Preflight => preflight(env, out).await,
             Self::Secrets => {
-                let s = (pgrepl::Secret::generate(), pgrepl::Secret::generate());
-                // Only missing lines are added: an existing password is never replaced here.
+                // Reached only when a line is missing: both passwords are (re)generated, and
+                // prepare-primary sets them on the VPS's roles next.
                 let (h, p) = (&env.vps_pg.0, env.vps_pg.1);
-                let have = env.secrets().await?;
-                let s = have.unwrap_or(s);
+                let s = match env.secrets().await? {
+                    Some(s) => s,
+                    None => (pgrepl::Secret::generate(), pgrepl::Secret::generate()),
+                };
                 pgrepl::pgpass::upsert(
                     env.local.as_ref(),
                     &b.pgpass,
@@ -613,16 +615,8 @@ async fn odoo_conf(env: &Env) -> Result<String> {
             {
                 continue;
             }
-            let tree = match p.parent() {
-                Some(parent)
-                    if parent.file_name().and_then(|n| n.to_str()) == Some("odoo")
-                        && parent.join("addons") == p
-                        && parent.parent().is_some() =>
-                {
-                    parent
-                }
-                Some(parent) => parent,
-                None => continue,
+            let Some(tree) = p.parent() else {
+                continue;
             };
             path_map.push((tree.to_owned(), env.layout.odoo()));
         }
@@ -838,20 +832,7 @@ async fn seed(env: &Env, out: &dyn Reporter) -> Result<()> {
     )
     .await
     .map_err(|e| FailoverError::failed("copying data_dir", e))?;
-    filesync::rsync::mirror(
-        env.local.as_ref(),
-        &env.ssh,
-        &filesync::rsync::Tree {
-            remote: env.inst.sources.clone(),
-            dest_parent: env.layout.dir(),
-            delete: true,
-            compress: false,
-            exclude: Vec::new(),
-        },
-        None,
-    )
-    .await
-    .map_err(|e| FailoverError::failed("copying sources", e))?;
+    env.mirror_sources().await?;
     env.local
         .run(
             &CommandSpec::new("chown")

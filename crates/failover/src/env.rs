@@ -340,6 +340,25 @@ impl Env {
         }
     }
 
+    /// Mirrors the VPS's addon sources into the instance folder (rsync `--delete`, as the
+    /// runbook does): the first copy in protect, then every 12 h in the sync service.
+    pub async fn mirror_sources(&self) -> Result<()> {
+        filesync::rsync::mirror(
+            self.local.as_ref(),
+            &self.ssh,
+            &filesync::rsync::Tree {
+                remote: self.inst.sources.clone(),
+                dest_parent: self.layout.dir(),
+                delete: true,
+                compress: false,
+                exclude: Vec::new(),
+            },
+            None,
+        )
+        .await
+        .map_err(|e| FailoverError::failed("mirroring the sources", e))
+    }
+
     /// The databases to protect: the configured ones, or every database on the standby
     /// (else the VPS) that has an `ir_attachment` table.
     pub async fn databases(&self) -> Result<Vec<String>> {
@@ -348,14 +367,15 @@ impl Env {
         }
         let sql = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres' ORDER BY 1";
         let mut names = Vec::new();
-        let list = if self.standby.is_running().await.unwrap_or(false) {
+        let standby_up = self.standby.is_running().await.unwrap_or(false);
+        let list = if standby_up {
             rows(&self.standby_sql("postgres"), sql).await?
         } else {
             rows(&self.vps_sql("postgres").await?, sql).await?
         };
         for db in list {
             let q = "SELECT to_regclass('public.ir_attachment') IS NOT NULL";
-            let has = if self.standby.is_running().await.unwrap_or(false) {
+            let has = if standby_up {
                 pgrepl::query_value(&self.standby_sql(&db), q)
                     .await
                     .ok()

@@ -62,7 +62,12 @@ impl SyncState {
 #[derive(Default)]
 pub struct Passes {
     dbs: BTreeMap<String, (Index, Tracker)>,
+    /// The database list and when it was read: a pass every 2 s need not list them again.
+    listed: Option<(std::time::Instant, Vec<String>)>,
 }
+
+/// How often a watch lists the databases again (new clients' databases get picked up).
+const LIST_EVERY: Duration = Duration::from_secs(600);
 
 const SOURCES_EVERY: u64 = 12 * 3600;
 
@@ -94,7 +99,15 @@ async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<u
     let local_fs = env.layout.data_dir().join("filestore");
     let mut fetched = 0;
     let mut missing = 0;
-    for db in env.databases().await? {
+    let dbs = match &passes.listed {
+        Some((at, dbs)) if at.elapsed() < LIST_EVERY => dbs.clone(),
+        _ => {
+            let dbs = env.databases().await?;
+            passes.listed = Some((std::time::Instant::now(), dbs.clone()));
+            dbs
+        }
+    };
+    for db in dbs {
         let (index, tracker) = match passes.dbs.entry(db.clone()) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -137,20 +150,7 @@ async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<u
         .sources_at
         .is_none_or(|t| now.saturating_sub(t) >= SOURCES_EVERY)
     {
-        filesync::rsync::mirror(
-            env.local.as_ref(),
-            &env.ssh,
-            &filesync::rsync::Tree {
-                remote: env.inst.sources.clone(),
-                dest_parent: env.layout.dir(),
-                delete: true,
-                compress: false,
-                exclude: Vec::new(),
-            },
-            None,
-        )
-        .await
-        .map_err(|e| FailoverError::failed("mirroring the sources", e))?;
+        env.mirror_sources().await?;
         state.sources_at = Some(now);
     }
     Ok(fetched)
