@@ -105,6 +105,10 @@ enum Command {
     Seed(SeedArgs),
     /// Referenced files that are missing, truncated or (with --verify) corrupt.
     Audit(AuditArgs),
+    /// Removes (or moves aside) files the standby has not referenced for a day: only when run.
+    /// The first run records what is unreferenced; a run at least --older-than-hours later
+    /// removes what is still unreferenced. Run it daily, or not at all.
+    Prune(PruneArgs),
     /// SSH key, authorized_keys on the VPS, ~/.ssh/config block, known_hosts after you confirm.
     SshSetup(SshSetupArgs),
     /// Print systemd units (or cron lines) for one instance.
@@ -156,6 +160,21 @@ struct AuditArgs {
     /// JSON output.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct PruneArgs {
+    #[command(flatten)]
+    local: LocalArgs,
+    /// Hours a file must have been seen unreferenced before it goes.
+    #[arg(long, default_value_t = 24)]
+    older_than_hours: u64,
+    /// Move the files into this folder (same filesystem) instead of deleting them.
+    #[arg(long)]
+    move_to: Option<PathBuf>,
+    /// Show what would go; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -361,10 +380,16 @@ impl SyncArgs {
         })
     }
 
-    fn vps(&self) -> Result<Vps, SyncError> {
+    /// The VPS; `keep`: with a helper kept there between passes (for `watch`), on a second
+    /// connection of its own.
+    fn vps(&self, keep: bool) -> Result<Vps, SyncError> {
+        let cfg = self.vps.ssh()?;
+        let session =
+            keep.then(|| Arc::new(filesync::Session::new(Arc::new(SshHost::new(cfg.clone())))));
         Ok(Vps {
-            host: Arc::new(SshHost::new(self.vps.ssh()?)),
+            host: Arc::new(SshHost::new(cfg)),
             filestore: self.vps.remote_data_dir.join("filestore"),
+            session,
         })
     }
 }
@@ -372,12 +397,12 @@ impl SyncArgs {
 async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Sync(a) => {
-            let vps = a.vps()?;
+            let vps = a.vps(false)?;
             let dbs = databases(&a.local).await?;
             a.pass(&vps, &dbs, &mut BTreeMap::new(), false).await
         }
         Command::Watch(w) => {
-            let vps = w.sync.vps()?;
+            let vps = w.sync.vps(true)?;
             let mut states = BTreeMap::new();
             // The database list costs a connection per database: look it up again only every
             // ten minutes (new databases are picked up then), not on every pass.
@@ -476,6 +501,52 @@ async fn run(cli: Cli) -> Outcome {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Prune(a) => {
+            let opts = filesync::prune::PruneOptions {
+                older_than: Duration::from_secs(a.older_than_hours.saturating_mul(3600)),
+                dry_run: a.dry_run,
+                move_to: a.move_to.clone(),
+            };
+            let local_fs = a.local.local_data_dir.join("filestore");
+            for db in databases(&a.local).await? {
+                let conn = pgrepl::PgClient::connect(&db_conninfo(&a.local.standby, &db)?)
+                    .await
+                    .map_err(|e| SyncError::Db {
+                        db: db.clone(),
+                        source: Box::new(e),
+                    })?;
+                let mut index = Index::load_or_build(
+                    &a.local.state_dir.join(format!("{db}.index")),
+                    &local_fs.join(&db),
+                )?;
+                let r = filesync::prune::prune(
+                    &conn,
+                    &db,
+                    &local_fs,
+                    &mut index,
+                    &a.local.state_dir,
+                    &opts,
+                )
+                .await?;
+                let verb = match (a.dry_run, &a.move_to) {
+                    (true, _) => "would remove",
+                    (false, Some(_)) => "moved aside",
+                    (false, None) => "removed",
+                };
+                println!(
+                    "{db}: {} files, {} unreferenced ({} seen so for the first time), {verb} {} ({} KiB)",
+                    r.present,
+                    r.unreferenced,
+                    r.new_unreferenced,
+                    r.removed.len(),
+                    r.bytes / 1024
+                );
+                for n in &r.removed {
+                    println!("{db}: {verb} {n}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::SshSetup(a) => {
             let cfg = a.vps.ssh()?;

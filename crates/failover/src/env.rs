@@ -31,6 +31,9 @@ pub struct Env {
     pub local: Arc<dyn Host>,
     /// The VPS, over SSH.
     pub vps: Arc<dyn Host>,
+    /// The VPS again, on a connection of its own: the sync service's fetch helper holds it
+    /// for as long as the service runs (see `filesync::Session`).
+    pub vps_files: Arc<dyn Host>,
     /// The standby cluster here.
     pub standby: Arc<dyn Cluster>,
     /// The VPS's cluster, driven over SSH.
@@ -103,6 +106,7 @@ impl Env {
             identity: key,
             known_hosts: known,
         };
+        let vps_files: Arc<dyn Host> = Arc::new(SshHost::new(ssh_cfg.clone()));
         let vps: Arc<dyn Host> = Arc::new(SshHost::new(ssh_cfg));
         let pg = ConnInfo::parse(&inst.pg)
             .map_err(|e| FailoverError::failed(format!("instance {name}: pg"), e))?;
@@ -164,6 +168,7 @@ impl Env {
             inst,
             local,
             vps,
+            vps_files,
             standby,
             vps_cluster,
             here,

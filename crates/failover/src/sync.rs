@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use filesync::{Index, SyncOptions, Tracker, Vps};
@@ -64,6 +65,8 @@ pub struct Passes {
     dbs: BTreeMap<String, (Index, Tracker)>,
     /// The database list and when it was read: a pass every 2 s need not list them again.
     listed: Option<(std::time::Instant, Vec<String>)>,
+    /// The fetch helper kept on the VPS between passes.
+    session: Option<Arc<filesync::Session>>,
 }
 
 /// How often a watch lists the databases again (new clients' databases get picked up).
@@ -92,9 +95,14 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
 }
 
 async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<usize> {
+    let session = passes
+        .session
+        .get_or_insert_with(|| Arc::new(filesync::Session::new(env.vps_files.clone())))
+        .clone();
     let vps = Vps {
         host: env.vps.clone(),
         filestore: env.inst.data_dir.join("filestore"),
+        session: Some(session),
     };
     let local_fs = env.layout.data_dir().join("filestore");
     let mut fetched = 0;

@@ -294,9 +294,14 @@ fn main() {
             b.sshd.known_hosts.clone(),
         ));
         host.connect().await.unwrap();
+        // As `filesync watch` runs: the fetch helper on a second connection of its own.
+        let session = filesync::Session::new(std::sync::Arc::new(host::SshHost::new(
+            host.config().clone(),
+        )));
         let vps_side = filesync::Vps {
             host: std::sync::Arc::new(host),
             filestore: vps_data.join("filestore"),
+            session: Some(std::sync::Arc::new(session)),
         };
         let mut index = filesync::Index::load_or_build(
             &state_big.join("big.index"),
@@ -320,6 +325,34 @@ fn main() {
         .unwrap();
         let full_pass = t.elapsed();
         assert_eq!(r.fetched, 0);
+        // A watch that has been running: its helper on the VPS already started by an
+        // earlier pass that fetched something.
+        vps.add_attachments("big", &vps_data, 5, &SizeMix::odoo(), 5)
+            .unwrap();
+        let n = vps
+            .psql("big", "SELECT count(*) FROM ir_attachment")
+            .unwrap();
+        standby
+            .wait_for(
+                "big",
+                "SELECT count(*) FROM ir_attachment",
+                &n,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let warm = filesync::sync_db_tracked(
+            &db,
+            "big",
+            &vps_side,
+            &local_fs,
+            &mut index,
+            &opts,
+            &mut tracker,
+        )
+        .await
+        .unwrap();
+        assert!(warm.fetched >= 4, "{warm:?}");
+        assert!(!vps_side.session.as_ref().unwrap().unavailable().await);
         vps.add_attachments("big", &vps_data, 100, &SizeMix::odoo(), 3)
             .unwrap();
         let n = vps
@@ -357,11 +390,13 @@ fn main() {
     );
     println!("100 new files in the big store, as `filesync watch` passes (connections kept):");
     println!(
-        "  filesync pass ({} fetched)      {:>8.3} s   (query {} ms, fetch {} ms)",
+        "  filesync pass ({} fetched)      {:>8.3} s   (query {} ms, diff {} ms, fetch {} ms, save index {} ms)",
         r.fetched,
         t_watch.as_secs_f64(),
         r.query_ms,
-        r.fetch_ms
+        r.diff_ms,
+        r.fetch_ms,
+        r.persist_ms
     );
     println!(
         "  rsync -a                        {:>8.3} s",

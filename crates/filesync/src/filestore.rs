@@ -15,6 +15,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::error::{Result, SyncError};
 use crate::index::{Index, TMP_SUFFIX};
 use crate::name::StoreName;
+use crate::session::{Outcome, Session};
 
 /// Where the VPS keeps its filestore.
 #[derive(Clone)]
@@ -23,6 +24,9 @@ pub struct Vps {
     pub host: Arc<dyn Host>,
     /// `<data_dir>/filestore` on the VPS.
     pub filestore: PathBuf,
+    /// A helper kept on the VPS between passes (for `watch`); `None`: one `tar` command per
+    /// batch, which costs the SSH server about 100 ms to start.
+    pub session: Option<Arc<Session>>,
 }
 
 impl Vps {
@@ -111,29 +115,46 @@ pub struct PassReport {
 
 /// The names the standby's database `db` references, and how many rows were skipped.
 pub async fn referenced(standby: &dyn pgrepl::Sql, db: &str) -> Result<(Vec<StoreName>, usize)> {
-    let (names, skipped, _) = query_names(standby, db, None).await?;
-    Ok((names, skipped))
+    let q = query_names(standby, db, None, None).await?;
+    Ok((q.names, q.skipped))
 }
 
-/// Names referenced by rows written since `since` (all rows when `None`), the skipped count,
-/// and the newest `write_date` seen (the next high-water mark).
+/// What one query of the standby returned.
+struct Queried {
+    names: Vec<StoreName>,
+    skipped: usize,
+    /// The newest `write_date` seen.
+    newest: Option<String>,
+    /// The highest id seen.
+    max_id: Option<i64>,
+}
+
+/// Names referenced by the rows written since `since` or with an id above `after_id` (both
+/// `None`: every row), with the skipped count and the next marks.
 async fn query_names(
     standby: &dyn pgrepl::Sql,
     db: &str,
     since: Option<&str>,
-) -> Result<(Vec<StoreName>, usize, Option<String>)> {
-    let filter = match since {
-        // A margin of one hour: a transaction that started before the last pass and
-        // committed after it carries an older write_date.
-        Some(t) => format!(
-            " AND write_date > {}::timestamp - interval '1 hour'",
+    after_id: Option<i64>,
+) -> Result<Queried> {
+    // A margin of one hour: a transaction that started before the last pass and committed
+    // after it carries an older write_date.
+    let recent = since.map(|t| {
+        format!(
+            "write_date > {}::timestamp - interval '1 hour'",
             pgrepl::quote_literal(t)
-        ),
-        None => String::new(),
+        )
+    });
+    // By the primary key's index: cheap however large the table.
+    let new = after_id.map(|id| format!("id > {id}"));
+    let filter = match (recent, new) {
+        (Some(r), Some(n)) => format!(" AND ({r} OR {n})"),
+        (Some(c), None) | (None, Some(c)) => format!(" AND {c}"),
+        (None, None) => String::new(),
     };
     let rows = standby
         .query(&format!(
-            "SELECT store_fname, max(write_date)::text FROM ir_attachment \
+            "SELECT store_fname, max(write_date)::text, max(id)::text FROM ir_attachment \
              WHERE store_fname IS NOT NULL{filter} GROUP BY store_fname"
         ))
         .await
@@ -144,6 +165,7 @@ async fn query_names(
     let mut names = Vec::with_capacity(rows.len());
     let mut skipped = 0;
     let mut newest: Option<String> = None;
+    let mut max_id: Option<i64> = None;
     for r in rows {
         let mut cols = r.into_iter();
         match cols.next().flatten().as_deref().and_then(StoreName::parse) {
@@ -156,27 +178,52 @@ async fn query_names(
                 newest = Some(w);
             }
         }
+        if let Some(id) = cols.next().flatten().and_then(|i| i.parse::<i64>().ok()) {
+            max_id = Some(max_id.map_or(id, |m: i64| m.max(id)));
+        }
     }
-    Ok((names, skipped, newest))
+    Ok(Queried {
+        names,
+        skipped,
+        newest,
+        max_id,
+    })
 }
 
 /// Remembers, between passes of `watch`, how far the standby's rows were read, so that a
-/// steady-state pass asks only for rows written since (plus a margin) instead of every name.
-/// Every `full_every`, a pass reads every name again, as a safety net.
+/// steady-state pass does not read every name:
+/// - every pass reads the rows with an id above the highest seen (less a margin), through
+///   the primary key's index: new attachments, at a cost that does not grow with the table;
+/// - every `recent_every` (30 s), also the rows written since the last such read (less an
+///   hour): attachments whose content was replaced (Odoo updates `store_fname`). This one
+///   reads the whole table (`write_date` has no index), hence not on every pass;
+/// - every `full_every` (10 min), every name, as a safety net.
 #[derive(Clone, Debug)]
 pub struct Tracker {
     high_water: Option<String>,
+    max_id: Option<i64>,
     last_full: Option<std::time::Instant>,
+    last_recent: Option<std::time::Instant>,
     /// How often a pass reads every name.
     pub full_every: std::time::Duration,
+    /// How often a pass also reads the rows written recently.
+    pub recent_every: std::time::Duration,
+    /// Rows whose id is at most this far below the highest id seen are read again (1000):
+    /// ids are handed out when a row is inserted, not when it commits, so a slow transaction
+    /// can commit a lower id after a higher one was seen.
+    pub id_margin: i64,
 }
 
 impl Default for Tracker {
     fn default() -> Self {
         Self {
             high_water: None,
+            max_id: None,
             last_full: None,
+            last_recent: None,
             full_every: std::time::Duration::from_secs(600),
+            recent_every: std::time::Duration::from_secs(30),
+            id_margin: 1000,
         }
     }
 }
@@ -217,16 +264,25 @@ pub async fn sync_db_tracked(
 ) -> Result<PassReport> {
     validate_db_name(db)?;
     let clock = std::time::Instant::now();
+    let due = |last: Option<std::time::Instant>, every| last.is_none_or(|t| t.elapsed() >= every);
     let full = tracker.high_water.is_none()
-        || tracker
-            .last_full
-            .is_none_or(|t| t.elapsed() >= tracker.full_every);
-    let since = if full {
-        None
+        || tracker.max_id.is_none()
+        || due(tracker.last_full, tracker.full_every);
+    let recent = !full && due(tracker.last_recent, tracker.recent_every);
+    let (since, after_id) = if full {
+        (None, None)
     } else {
-        tracker.high_water.clone()
+        (
+            tracker.high_water.clone().filter(|_| recent),
+            tracker.max_id.map(|m| m.saturating_sub(tracker.id_margin)),
+        )
     };
-    let (names, skipped, newest) = query_names(standby, db, since.as_deref()).await?;
+    let Queried {
+        names,
+        skipped,
+        newest,
+        max_id,
+    } = query_names(standby, db, since.as_deref(), after_id).await?;
     let query_ms = clock.elapsed().as_millis() as u64;
     let mut report = PassReport {
         db: db.to_owned(),
@@ -237,6 +293,10 @@ pub async fn sync_db_tracked(
     };
     let clock = std::time::Instant::now();
     let local = local_filestore.join(db);
+    // `prune` (another process) may have removed files: then its index is the true one.
+    if index.reload_if_replaced(&local)? {
+        tracing::info!("{db}: the index was rewritten by another process (prune): reloaded");
+    }
     let mut wanted = Vec::new();
     for n in names {
         if index.contains(&n) {
@@ -282,20 +342,27 @@ pub async fn sync_db_tracked(
     let clock = std::time::Instant::now();
     index.persist()?;
     report.persist_ms = clock.elapsed().as_millis() as u64;
-    // Only a pass that completed moves the mark.
+    // Only a pass that completed moves the marks.
     if let Some(n) = newest {
         if tracker.high_water.as_ref().is_none_or(|h| n > *h) {
             tracker.high_water = Some(n);
         }
     }
+    if let Some(id) = max_id {
+        tracker.max_id = Some(tracker.max_id.map_or(id, |m| m.max(id)));
+    }
+    let now = std::time::Instant::now();
     if full {
-        tracker.last_full = Some(std::time::Instant::now());
+        tracker.last_full = Some(now);
+    }
+    if full || recent {
+        tracker.last_recent = Some(now);
     }
     Ok(report)
 }
 
 /// Database names reach paths: the same rule PostgreSQL identifiers get from Odoo's manager.
-fn validate_db_name(db: &str) -> Result<()> {
+pub(crate) fn validate_db_name(db: &str) -> Result<()> {
     let ok = !db.is_empty()
         && db.len() <= 63
         && db
@@ -312,12 +379,13 @@ fn validate_db_name(db: &str) -> Result<()> {
     }
 }
 
+/// What a batch brought.
 #[derive(Default)]
-struct Fetched {
-    names: Vec<StoreName>,
-    bytes: u64,
-    missing: Vec<String>,
-    corrupt: Vec<String>,
+pub(crate) struct Fetched {
+    pub(crate) names: Vec<StoreName>,
+    pub(crate) bytes: u64,
+    pub(crate) missing: Vec<String>,
+    pub(crate) corrupt: Vec<String>,
 }
 
 /// Streams one batch; on failure returns what was completed before it.
@@ -328,6 +396,19 @@ async fn fetch(
     batch: &[StoreName],
     verify: bool,
 ) -> std::result::Result<Fetched, (Fetched, SyncError)> {
+    if let Some(session) = &vps.session {
+        let db = remote
+            .file_name()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match session
+            .fetch(&vps.filestore, &db, local, batch, verify)
+            .await
+        {
+            Outcome::Done(r) => return r,
+            Outcome::Unavailable => {}
+        }
+    }
     let mut list = Vec::with_capacity(batch.len() * 44);
     for n in batch {
         list.extend_from_slice(n.to_string().as_bytes());
@@ -390,7 +471,7 @@ fn broken(e: impl std::fmt::Display) -> SyncError {
 
 /// Reads a tar stream; writes each wanted regular file to `<name>.odoo-standby-tmp`, checks
 /// its size (and SHA-1), renames it into place. Returns what was done and the first error.
-fn unpack(
+pub(crate) fn unpack(
     input: impl Read,
     local: &Path,
     wanted: &HashSet<StoreName>,

@@ -4,9 +4,11 @@
 //!   file by the SHA-1 of its content and never rewrites one, and the standby already knows
 //!   every name (`ir_attachment.store_fname`), so what to copy is known without scanning: the
 //!   referenced names minus the ones already here ([`Index`]), fetched as one tar stream over
-//!   SSH, checked, renamed into place. Nothing is ever deleted by a pass.
+//!   SSH, checked, renamed into place. Nothing is ever deleted by a pass. A
+//!   [`Session`] keeps one helper on the VPS between the passes of a watch.
 //! - [`rsync`]: plain trees (addon sources, `data_dir/addons`, sessions, requirement.txt)
 //!   with the runbook's semantics, and the first full copy of a data_dir.
+//! - [`prune`]: only when asked, removes files the standby has not referenced for a day.
 //! - [`audit`]: referenced files that are missing, truncated, or (with verify) corrupt.
 //! - [`sshsetup`]: key, authorized_keys, `~/.ssh/config` block, known_hosts after the
 //!   operator confirms the fingerprint.
@@ -27,11 +29,14 @@ mod error;
 mod filestore;
 mod index;
 mod name;
+pub mod prune;
 pub mod rsync;
 pub mod schedule;
+mod session;
 pub mod sshsetup;
 
 pub use error::{Result, SyncError};
 pub use filestore::{referenced, sync_db, sync_db_tracked, PassReport, SyncOptions, Tracker, Vps};
 pub use index::{Index, TMP_SUFFIX};
 pub use name::StoreName;
+pub use session::Session;

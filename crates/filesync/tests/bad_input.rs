@@ -27,6 +27,7 @@ async fn unknown_host_key_wrong_user_and_missing_remote_dir() {
     let vps = Vps {
         host: Arc::new(SshHost::new(cfg)),
         filestore: w.vps_data.join("filestore"),
+        session: None,
     };
     let err = sync_db(
         &db,
@@ -52,6 +53,7 @@ async fn unknown_host_key_wrong_user_and_missing_remote_dir() {
     let vps = Vps {
         host: Arc::new(SshHost::new(cfg)),
         filestore: w.vps_data.join("filestore"),
+        session: None,
     };
     let err = sync_db(
         &db,
@@ -71,6 +73,7 @@ async fn unknown_host_key_wrong_user_and_missing_remote_dir() {
     let vps = Vps {
         host: w.vps().host,
         filestore: w.sb.root().join("no/such/filestore"),
+        session: None,
     };
     let err = sync_db(
         &db,

@@ -265,6 +265,9 @@ async fn watch_passes_read_only_new_rows_and_still_catch_everything() {
     let vps = w.vps();
     let mut index = w.index();
     let mut tracker = filesync::Tracker::default();
+    // Reads exactly the rows above the highest id seen (the default margin of 1000 ids
+    // would cover this whole small table).
+    tracker.id_margin = 0;
     let full = filesync::sync_db_tracked(
         &db,
         "clientes",
@@ -284,18 +287,52 @@ async fn watch_passes_read_only_new_rows_and_still_catch_everything() {
         .vps_db
         .add_attachments("clientes", &w.vps_data, 10, &SizeMix::fixed(2000), 5)
         .unwrap();
+    let (replacement, _) =
+        sandbox::attachment(&w.vps_data, "clientes", b"the new content of an old row").unwrap();
     w.vps_db
         .psql(
             "clientes",
             &format!(
-                "UPDATE ir_attachment SET store_fname = '{}', write_date = now() AT TIME ZONE 'UTC' \
-                 WHERE id = (SELECT min(id) FROM ir_attachment WHERE store_fname IS NOT NULL)",
-                added[0].store_fname
+                "UPDATE ir_attachment SET store_fname = '{replacement}', write_date = now() AT TIME ZONE 'UTC' \
+                 WHERE id = (SELECT min(id) FROM ir_attachment WHERE store_fname IS NOT NULL)"
             ),
         )
         .unwrap();
     w.wait_replayed();
+    // Within 30 s of the last read of recent rows: only rows with new ids (the primary
+    // key's index), which the replaced row is not.
     let inc = filesync::sync_db_tracked(
+        &db,
+        "clientes",
+        &vps,
+        &w.local_filestore(),
+        &mut index,
+        &SyncOptions::default(),
+        &mut tracker,
+    )
+    .await
+    .unwrap();
+    let distinct: std::collections::BTreeSet<_> = added.iter().map(|a| &a.store_fname).collect();
+    assert_eq!(
+        inc.referenced,
+        distinct.len(),
+        "a pass between recent-row reads reads only the new rows: {inc:?}"
+    );
+    let replaced = w.local_filestore().join("clientes").join(&replacement);
+    assert!(!replaced.exists(), "the replaced row's file came early");
+    for a in &added {
+        assert!(
+            w.local_filestore()
+                .join("clientes")
+                .join(&a.store_fname)
+                .exists(),
+            "{} (a new row) missing",
+            a.store_fname
+        );
+    }
+    // When the read of recent rows is due, the replaced row is read too.
+    tracker.recent_every = std::time::Duration::ZERO;
+    let recent = filesync::sync_db_tracked(
         &db,
         "clientes",
         &vps,
@@ -308,9 +345,11 @@ async fn watch_passes_read_only_new_rows_and_still_catch_everything() {
     .unwrap();
     // The new rows, plus the old rows within the one-hour margin of the newest one seen.
     assert!(
-        inc.referenced <= 12 && inc.referenced * 4 < full.referenced,
-        "an incremental pass reads only recent rows: {inc:?}"
+        recent.referenced <= 12 && recent.referenced * 4 < full.referenced,
+        "an incremental pass reads only recent rows: {recent:?}"
     );
+    assert_eq!(recent.fetched, 1);
+    assert!(replaced.exists());
     assert_eq!(
         files_under(&w.local_filestore().join("clientes")).len(),
         w.referenced().len() + 1,

@@ -5,5 +5,7 @@
 
 mod bad_input;
 mod filestore;
+mod prune;
+mod session;
 mod testutil;
 mod trees;

@@ -72,6 +72,7 @@ impl World {
         Vps {
             host: Arc::new(SshHost::new(self.ssh.clone())),
             filestore: self.vps_data.join("filestore"),
+            session: None,
         }
     }
 

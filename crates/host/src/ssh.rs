@@ -34,6 +34,11 @@ const CHUNK: usize = 64 * 1024;
 /// Shortest and longest wait for the socket while a command is idle.
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(1);
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(50);
+/// Shortest and longest wait while a command waits for input we have not produced yet (a
+/// long-lived helper between requests): short at first, so that a request goes out at once,
+/// longer while nothing comes, so that an idle helper does not keep a core awake.
+const MIN_INPUT_WAIT: Duration = Duration::from_micros(500);
+const MAX_INPUT_WAIT: Duration = Duration::from_millis(10);
 
 /// How we prove who we are to the SSH server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -661,10 +666,12 @@ fn pump(
     let mut pending_out: Option<Vec<u8>> = None;
     let (mut out_eof, mut err_eof) = (false, false);
     let mut idle = MIN_IDLE_WAIT;
+    let mut input_wait = MIN_INPUT_WAIT;
 
     loop {
         let mut progress = false;
         let mut waiting_on_app = false;
+        let mut waiting_on_input = false;
 
         // stdin
         if !eof_sent {
@@ -676,7 +683,7 @@ fn pump(
                             in_pos = 0;
                             progress = true;
                         }
-                        Err(mpsc::error::TryRecvError::Empty) => waiting_on_app = true,
+                        Err(mpsc::error::TryRecvError::Empty) => waiting_on_input = true,
                         Err(mpsc::error::TryRecvError::Disconnected) => input_done = true,
                     }
                 }
@@ -774,7 +781,12 @@ fn pump(
             last_keepalive = Instant::now();
         }
         if !progress {
-            if waiting_on_app {
+            if waiting_on_input && !waiting_on_app {
+                // Nothing to forward, nothing to send: the command waits for our next input.
+                // Wake up when the server sends something, or after a while to look for input.
+                wait_socket(c, input_wait);
+                input_wait = (input_wait * 2).min(MAX_INPUT_WAIT);
+            } else if waiting_on_app {
                 // Our side is the bottleneck (the output's reader is full, or the input has no
                 // bytes yet). The socket is likely readable, so poll(2) would return at once
                 // and this thread would spin a core the reader needs: sleep instead.
@@ -787,6 +799,7 @@ fn pump(
             }
         } else {
             idle = MIN_IDLE_WAIT;
+            input_wait = MIN_INPUT_WAIT;
         }
     }
 
