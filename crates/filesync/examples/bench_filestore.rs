@@ -19,9 +19,27 @@ struct Bench {
     sb: Sandbox,
     filesync: PathBuf,
     sshd: sandbox::Sshd,
+    /// Where the copies go: a folder of ours in /dev/shm (tmpfs), unless BENCH_ON_DISK is
+    /// set (then the sandbox's folder, on disk).
+    dest_root: PathBuf,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if self.dest_root.starts_with("/dev/shm") {
+            let _ = std::fs::remove_dir_all(&self.dest_root);
+        }
+    }
 }
 
 impl Bench {
+    /// A fresh destination folder.
+    fn dest(&self, name: &str) -> PathBuf {
+        let d = self.dest_root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
     fn ssh_e(&self) -> String {
         format!(
             "ssh -p {} -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes",
@@ -120,6 +138,11 @@ fn children_cpu() -> (f64, f64) {
     (secs(ru.ru_utime), secs(ru.ru_stime))
 }
 
+/// Writes dirty pages out (sync(1)), so that the next timed run starts from the same state.
+fn flush() {
+    let _ = Command::new("sync").status();
+}
+
 fn count_files(dir: &Path) -> usize {
     let mut n = 0;
     for d in std::fs::read_dir(dir).unwrap().flatten() {
@@ -149,7 +172,26 @@ fn main() {
     let sshd = sb.start_sshd().unwrap();
     let vps = sb.add_cluster("vps").unwrap();
     // Both sides read the VPS files from the page cache: both are measured warm.
-    let mut b = Bench { filesync, sshd, sb };
+    let dest_root = if std::env::var_os("BENCH_ON_DISK").is_some() {
+        sb.dir("dest").unwrap()
+    } else {
+        PathBuf::from(format!("/dev/shm/filesync-bench-{}", std::process::id()))
+    };
+    println!(
+        "copies go to {} ({})",
+        dest_root.display(),
+        if dest_root.starts_with("/dev/shm") {
+            "tmpfs: the disk's noise is left out; BENCH_ON_DISK=1 for the disk"
+        } else {
+            "disk"
+        }
+    );
+    let mut b = Bench {
+        filesync,
+        sshd,
+        sb,
+        dest_root,
+    };
 
     // 1. First copy.
     vps.create_odoo_db("first", "odoo").unwrap();
@@ -176,36 +218,63 @@ fn main() {
         "first copy: {distinct} files, {} MB (Odoo-like mix), over sshd on 127.0.0.1",
         bytes / 1_000_000
     );
-    let ours_dir = b.sb.dir("ours").unwrap();
-    let cpu0 = children_cpu();
-    let (t_ours, peak_first) = b.ours(
-        &vps_data,
-        &standby,
-        "first",
-        &ours_dir,
-        &b.sb.dir("state").unwrap(),
-    );
-    let cpu1 = children_cpu();
-    assert_eq!(count_files(&ours_dir.join("filestore/first")), distinct);
-    let rsync_dir = b.sb.dir("rsync").unwrap();
-    let t_rsync = b.rsync(&vps_data.join("filestore/first"), &rsync_dir);
-    let cpu2 = children_cpu();
+    // Two rounds in alternating order (ours, rsync, rsync, ours), each into a fresh folder,
+    // with dirty pages flushed before every run: neither side pays for the other's
+    // writeback, and neither always goes first.
+    let mut ours_t = Vec::new();
+    let mut rsync_t = Vec::new();
+    let mut peak_first = 0;
+    let mut cpu_ours = (0.0, 0.0);
+    let mut cpu_rsync = (0.0, 0.0);
+    for (i, ours_first) in [true, false].into_iter().enumerate() {
+        for ours in [ours_first, !ours_first] {
+            flush();
+            let cpu0 = children_cpu();
+            if ours {
+                let dir = b.dest(&format!("ours{i}"));
+                let (t, peak) = b.ours(
+                    &vps_data,
+                    &standby,
+                    "first",
+                    &dir,
+                    &b.dest(&format!("state{i}")),
+                );
+                assert_eq!(count_files(&dir.join("filestore/first")), distinct);
+                ours_t.push(t.as_secs_f64());
+                peak_first = peak_first.max(peak);
+                let cpu1 = children_cpu();
+                cpu_ours = (cpu_ours.0 + cpu1.0 - cpu0.0, cpu_ours.1 + cpu1.1 - cpu0.1);
+            } else {
+                let dir = b.dest(&format!("rsync{i}"));
+                let t = b.rsync(&vps_data.join("filestore/first"), &dir);
+                assert_eq!(count_files(&dir.join("first")), distinct);
+                rsync_t.push(t.as_secs_f64());
+                let cpu1 = children_cpu();
+                cpu_rsync = (cpu_rsync.0 + cpu1.0 - cpu0.0, cpu_rsync.1 + cpu1.1 - cpu0.1);
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
-        "  filesync sync                   {:>8.2} s   peak memory {} KiB   cpu user {:.2} s sys {:.2} s",
-        t_ours.as_secs_f64(),
+        "  filesync sync      runs {:.2} s, {:.2} s  mean {:>6.2} s   peak memory {} KiB   cpu/run user {:.2} s sys {:.2} s",
+        ours_t[0],
+        ours_t[1],
+        mean(&ours_t),
         peak_first,
-        cpu1.0 - cpu0.0,
-        cpu1.1 - cpu0.1
+        cpu_ours.0 / 2.0,
+        cpu_ours.1 / 2.0
     );
     println!(
-        "  rsync -a                        {:>8.2} s   (client side) cpu user {:.2} s sys {:.2} s",
-        t_rsync.as_secs_f64(),
-        cpu2.0 - cpu1.0,
-        cpu2.1 - cpu1.1
+        "  rsync -a           runs {:.2} s, {:.2} s  mean {:>6.2} s   (client side) cpu/run user {:.2} s sys {:.2} s",
+        rsync_t[0],
+        rsync_t[1],
+        mean(&rsync_t),
+        cpu_rsync.0 / 2.0,
+        cpu_rsync.1 / 2.0
     );
     println!(
-        "  ratio rsync/filesync            {:>8.2}x",
-        t_rsync.as_secs_f64() / t_ours.as_secs_f64()
+        "  ratio rsync/filesync (means)            {:>6.2}x",
+        mean(&rsync_t) / mean(&ours_t)
     );
 
     if std::env::var_os("BENCH_FIRST_ONLY").is_some() {
@@ -264,10 +333,12 @@ fn main() {
         count_files(&vps_data.join("filestore/big")),
         t.elapsed().as_secs_f64()
     );
-    let ours_big = b.sb.dir("ours_big").unwrap();
-    let state_big = b.sb.dir("state_big").unwrap();
+    let ours_big = b.dest("ours_big");
+    let state_big = b.dest("state_big");
+    flush();
     let (t_initial, peak_initial) = b.ours(&vps_data, &standby, "big", &ours_big, &state_big);
-    let rsync_big = b.sb.dir("rsync_big").unwrap();
+    let rsync_big = b.dest("rsync_big");
+    flush();
     let t_rsync_initial = b.rsync(&vps_data.join("filestore/big"), &rsync_big);
     println!(
         "  initial copy: filesync {:.2} s (peak {} KiB), rsync -a {:.2} s",
@@ -366,6 +437,7 @@ fn main() {
                 Duration::from_secs(60),
             )
             .unwrap();
+        flush();
         let t = Instant::now();
         let r = filesync::sync_db_tracked(
             &db,
@@ -383,6 +455,7 @@ fn main() {
     });
     let (full_pass, t_watch, r) = watch;
     assert!(r.fetched >= 95, "{r:?}");
+    flush();
     let t_rsync_watch = b.rsync(&vps_data.join("filestore/big"), &rsync_big);
     assert_eq!(
         count_files(&ours_big.join("filestore/big")),
@@ -425,7 +498,9 @@ fn main() {
             Duration::from_secs(60),
         )
         .unwrap();
+    flush();
     let (t_inc, peak_inc) = b.ours(&vps_data, &standby, "big", &ours_big, &state_big);
+    flush();
     let t_rsync_inc = b.rsync(&vps_data.join("filestore/big"), &rsync_big);
     assert_eq!(
         count_files(&ours_big.join("filestore/big")),

@@ -152,10 +152,14 @@ async fn query_names(
         (Some(c), None) | (None, Some(c)) => format!(" AND {c}"),
         (None, None) => String::new(),
     };
+    // The names, then one row with the marks: one statement (one snapshot), and no
+    // timestamp per name held in memory (200k names cost 30 MB less that way).
     let rows = standby
         .query(&format!(
-            "SELECT store_fname, max(write_date)::text, max(id)::text FROM ir_attachment \
-             WHERE store_fname IS NOT NULL{filter} GROUP BY store_fname"
+            "SELECT store_fname, NULL::text, NULL::text FROM ir_attachment \
+             WHERE store_fname IS NOT NULL{filter} GROUP BY store_fname \
+             UNION ALL SELECT NULL, max(write_date)::text, max(id)::text FROM ir_attachment \
+             WHERE store_fname IS NOT NULL{filter}"
         ))
         .await
         .map_err(|e| SyncError::Db {
@@ -168,10 +172,14 @@ async fn query_names(
     let mut max_id: Option<i64> = None;
     for r in rows {
         let mut cols = r.into_iter();
-        match cols.next().flatten().as_deref().and_then(StoreName::parse) {
-            Some(n) => names.push(n),
-            None => skipped += 1,
+        if let Some(fname) = cols.next().flatten() {
+            match StoreName::parse(&fname) {
+                Some(n) => names.push(n),
+                None => skipped += 1,
+            }
+            continue;
         }
+        // The marks row.
         // Timestamps as PostgreSQL prints them compare correctly as text.
         if let Some(w) = cols.next().flatten() {
             if newest.as_ref().is_none_or(|n| w > *n) {
@@ -418,11 +426,16 @@ async fn fetch(
         .args(["--ignore-failed-read", "--no-recursion", "--null", "-C"])
         .arg(remote.display().to_string())
         .args(["-T", "-", "-cf", "-"]);
-    let (writer, reader) = tokio::io::duplex(256 * 1024);
+    let (writer, reader) = tokio::io::duplex(4 << 20);
     let wanted: HashSet<StoreName> = batch.iter().copied().collect();
     let local = local.to_owned();
     let unpack = tokio::task::spawn_blocking(move || {
-        unpack(SyncIoBridge::new(reader), &local, &wanted, verify)
+        unpack(
+            std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(reader)),
+            &local,
+            &wanted,
+            verify,
+        )
     });
     let stdin: host::BoxRead = Box::new(std::io::Cursor::new(list));
     let streamed = vps.host.stream(&spec, Some(stdin), Box::new(writer)).await;
@@ -478,6 +491,10 @@ pub(crate) fn unpack(
     verify: bool,
 ) -> (Fetched, Option<SyncError>) {
     let mut done = Fetched::default();
+    // One buffer and one record of folders made for the whole stream: a first copy writes
+    // tens of thousands of files, and zeroing a buffer or stat-ing a folder per file shows.
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut made: HashSet<PathBuf> = HashSet::new();
     let mut archive = tar::Archive::new(input);
     let entries = match archive.entries() {
         Ok(e) => e,
@@ -502,7 +519,22 @@ pub(crate) fn unpack(
         let size = entry.header().size().unwrap_or(u64::MAX);
         let final_path = local.join(name.to_string());
         let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", final_path.display()));
-        match write_one(&mut entry, &final_path, &tmp, size, verify.then_some(&name)) {
+        if let Some(dir) = final_path.parent() {
+            if !made.contains(dir) {
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    return (done, Some(SyncError::local("cannot create", dir, e)));
+                }
+                made.insert(dir.to_owned());
+            }
+        }
+        match write_one(
+            &mut entry,
+            &final_path,
+            &tmp,
+            size,
+            verify.then_some(&name),
+            &mut buf,
+        ) {
             Ok(true) => {
                 done.bytes += size;
                 done.names.push(name);
@@ -529,17 +561,14 @@ fn write_one(
     tmp: &Path,
     size: u64,
     check: Option<&StoreName>,
+    buf: &mut [u8],
 ) -> Result<bool> {
-    if let Some(dir) = final_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| SyncError::local("cannot create", dir, e))?;
-    }
     let mut f =
         std::fs::File::create(tmp).map_err(|e| SyncError::local("cannot create", tmp, e))?;
     let mut hasher = Sha1::new();
-    let mut buf = vec![0u8; 128 * 1024];
     let mut written = 0u64;
     loop {
-        let n = entry.read(&mut buf).map_err(|e| SyncError::Stream {
+        let n = entry.read(buf).map_err(|e| SyncError::Stream {
             host: "the VPS".into(),
             detail: format!("reading {}: {e}", final_path.display()),
         })?;

@@ -275,7 +275,12 @@ impl Session {
         let wanted: HashSet<StoreName> = batch.iter().copied().collect();
         let dest = local.to_owned();
         let unpacker = tokio::task::spawn_blocking(move || {
-            unpack(SyncIoBridge::new(tar_out), &dest, &wanted, verify)
+            unpack(
+                std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(tar_out)),
+                &dest,
+                &wanted,
+                verify,
+            )
         });
         let mut missing = Vec::new();
         let mut refused = None;
