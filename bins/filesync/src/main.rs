@@ -237,6 +237,16 @@ fn db_conninfo(standby: &str, db: &str) -> Result<String, SyncError> {
     Ok(c.to_libpq())
 }
 
+/// A connection to database `db` of the standby.
+async fn connect_db(standby: &str, db: &str) -> Result<pgrepl::PgClient, SyncError> {
+    pgrepl::PgClient::connect(&db_conninfo(standby, db)?)
+        .await
+        .map_err(|e| SyncError::Db {
+            db: db.to_owned(),
+            source: Box::new(e),
+        })
+}
+
 async fn databases(local: &LocalArgs) -> Result<Vec<String>, SyncError> {
     if !local.dbs.is_empty() {
         return Ok(local.dbs.clone());
@@ -298,12 +308,7 @@ impl SyncArgs {
         let mut problems = false;
         for db in dbs {
             if !states.contains_key(db) {
-                let conn = pgrepl::PgClient::connect(&db_conninfo(&self.local.standby, db)?)
-                    .await
-                    .map_err(|e| SyncError::Db {
-                        db: db.clone(),
-                        source: Box::new(e),
-                    })?;
+                let conn = connect_db(&self.local.standby, db).await?;
                 let index_file = self.local.state_dir.join(format!("{db}.index"));
                 let index = if self.rescan {
                     Index::build(&index_file, &local_fs.join(db))?
@@ -454,12 +459,7 @@ async fn run(cli: Cli) -> Outcome {
             let mut healthy = true;
             let mut reports = Vec::new();
             for db in databases(&a.local).await? {
-                let conn = pgrepl::PgClient::connect(&db_conninfo(&a.local.standby, &db)?)
-                    .await
-                    .map_err(|e| SyncError::Db {
-                        db: db.clone(),
-                        source: Box::new(e),
-                    })?;
+                let conn = connect_db(&a.local.standby, &db).await?;
                 let r = filesync::audit::audit(
                     &conn,
                     &db,
@@ -510,12 +510,7 @@ async fn run(cli: Cli) -> Outcome {
             };
             let local_fs = a.local.local_data_dir.join("filestore");
             for db in databases(&a.local).await? {
-                let conn = pgrepl::PgClient::connect(&db_conninfo(&a.local.standby, &db)?)
-                    .await
-                    .map_err(|e| SyncError::Db {
-                        db: db.clone(),
-                        source: Box::new(e),
-                    })?;
+                let conn = connect_db(&a.local.standby, &db).await?;
                 let mut index = Index::load_or_build(
                     &a.local.state_dir.join(format!("{db}.index")),
                     &local_fs.join(&db),

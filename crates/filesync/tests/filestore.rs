@@ -108,23 +108,7 @@ async fn a_transfer_cut_mid_stream_leaves_no_partial_file_and_the_next_pass_comp
     let local = w.local_filestore().join("clientes");
     let sshd_pid = w.sb.start_sshd().unwrap().pid;
     let local_watch = local.clone();
-    let killer = tokio::spawn(async move {
-        // As soon as the first file is in place, kill the SSH session (sshd's child).
-        for _ in 0..5000 {
-            if files_under(&local_watch)
-                .iter()
-                .any(|f| !f.ends_with(filesync::TMP_SUFFIX))
-            {
-                let st = std::process::Command::new("pkill")
-                    .args(["-KILL", "-P", &sshd_pid.to_string()])
-                    .status()
-                    .unwrap();
-                return st.success();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        false
-    });
+    let killer = crate::testutil::cut_when_first_file_lands(local_watch, sshd_pid);
     let mut index = w.index();
     let cut = sync_db(
         &db,

@@ -31,6 +31,23 @@ fn age(w: &World, names: &[String], hours: u64) {
     std::fs::write(&file, aged).unwrap();
 }
 
+/// One prune of the test database, with the index as saved.
+async fn run(
+    w: &World,
+    db: &pgrepl::PgClient,
+    opts: &PruneOptions,
+) -> filesync::Result<filesync::prune::PruneReport> {
+    prune(
+        db,
+        "clientes",
+        &w.local_filestore(),
+        &mut w.index(),
+        &w.state,
+        opts,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_files_unreferenced_for_a_day_go_and_only_when_asked() {
     let w = World::new(12, &SizeMix::fixed(1000));
@@ -70,28 +87,10 @@ async fn only_files_unreferenced_for_a_day_go_and_only_when_asked() {
         older_than: Duration::ZERO,
         ..PruneOptions::default()
     };
-    let r = prune(
-        &db,
-        "clientes",
-        &w.local_filestore(),
-        &mut w.index(),
-        &w.state,
-        &dry,
-    )
-    .await
-    .unwrap();
+    let r = run(&w, &db, &dry).await.unwrap();
     assert_eq!(r.removed.len(), 0, "nothing recorded yet: nothing is due");
     assert!(!w.state.join("clientes.unreferenced").exists());
-    let first = prune(
-        &db,
-        "clientes",
-        &w.local_filestore(),
-        &mut w.index(),
-        &w.state,
-        &opts,
-    )
-    .await
-    .unwrap();
+    let first = run(&w, &db, &opts).await.unwrap();
     assert_eq!((first.unreferenced, first.new_unreferenced), (3, 3));
     assert!(first.removed.is_empty());
     assert_eq!(files_under(&local).len(), all.len());
@@ -105,16 +104,7 @@ async fn only_files_unreferenced_for_a_day_go_and_only_when_asked() {
         .unwrap();
     w.wait_replayed();
     age(&w, &[a.clone(), b.clone(), c.clone()], 25);
-    let r = prune(
-        &db,
-        "clientes",
-        &w.local_filestore(),
-        &mut w.index(),
-        &w.state,
-        &dry,
-    )
-    .await
-    .unwrap();
+    let r = run(&w, &db, &dry).await.unwrap();
     assert_eq!(r.removed, {
         let mut v = vec![a.clone(), b.clone()];
         v.sort();
@@ -125,16 +115,7 @@ async fn only_files_unreferenced_for_a_day_go_and_only_when_asked() {
         all.len(),
         "a dry run removes nothing"
     );
-    let second = prune(
-        &db,
-        "clientes",
-        &w.local_filestore(),
-        &mut w.index(),
-        &w.state,
-        &opts,
-    )
-    .await
-    .unwrap();
+    let second = run(&w, &db, &opts).await.unwrap();
     assert_eq!(second.removed.len(), 2);
     assert_eq!(second.bytes, 2000);
     assert_eq!(files_under(&local), w.referenced());
@@ -142,16 +123,7 @@ async fn only_files_unreferenced_for_a_day_go_and_only_when_asked() {
     let record = std::fs::read_to_string(w.state.join("clientes.unreferenced")).unwrap();
     assert!(record.is_empty(), "{record}");
     // Twice is a no-op.
-    let again = prune(
-        &db,
-        "clientes",
-        &w.local_filestore(),
-        &mut w.index(),
-        &w.state,
-        &opts,
-    )
-    .await
-    .unwrap();
+    let again = run(&w, &db, &opts).await.unwrap();
     assert_eq!((again.unreferenced, again.removed.len()), (0, 0));
 
     // A watch that loaded its index before the prune: `a` referenced again is fetched again.
@@ -185,16 +157,7 @@ async fn only_files_unreferenced_for_a_day_go_and_only_when_asked() {
         ..PruneOptions::default()
     };
     let before = files_under(&local);
-    let err = prune(
-        &db,
-        "clientes",
-        &w.local_filestore(),
-        &mut w.index(),
-        &w.state,
-        &zero,
-    )
-    .await
-    .unwrap_err();
+    let err = run(&w, &db, &zero).await.unwrap_err();
     assert!(matches!(err, SyncError::Invalid { .. }), "{err:?}");
     assert!(err.to_string().contains("nothing removed"), "{err}");
     assert_eq!(files_under(&local), before);

@@ -127,23 +127,7 @@ async fn a_helper_cut_mid_stream_leaves_no_partial_file_and_the_next_pass_comple
     let local = w.local_filestore().join("clientes");
     let sshd_pid = w.sb.start_sshd().unwrap().pid;
     let local_watch = local.clone();
-    let killer = tokio::spawn(async move {
-        for _ in 0..5000 {
-            if files_under(&local_watch)
-                .iter()
-                .any(|f| !f.ends_with(filesync::TMP_SUFFIX))
-            {
-                // Every session of the test's sshd: the helper's connection with them.
-                let st = std::process::Command::new("pkill")
-                    .args(["-KILL", "-P", &sshd_pid.to_string()])
-                    .status()
-                    .unwrap();
-                return st.success();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        false
-    });
+    let killer = crate::testutil::cut_when_first_file_lands(local_watch, sshd_pid);
     let (mut index, mut tracker) = (w.index(), Tracker::default());
     let cut = pass(&w, &vps, &mut index, &mut tracker).await;
     assert!(killer.await.unwrap(), "the session was not killed");

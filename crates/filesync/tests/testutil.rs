@@ -150,3 +150,24 @@ pub fn sound(path: &Path) -> bool {
     let bytes = std::fs::read(path).unwrap();
     hex::encode(sha1::Sha1::digest(&bytes)) == path.file_name().unwrap().to_str().unwrap()
 }
+
+/// Kills every session of the sshd `sshd_pid` (its children) as soon as a first complete
+/// file lands under `local`; resolves to whether it did.
+pub fn cut_when_first_file_lands(local: PathBuf, sshd_pid: u32) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        for _ in 0..5000 {
+            if files_under(&local)
+                .iter()
+                .any(|f| !f.ends_with(filesync::TMP_SUFFIX))
+            {
+                let st = std::process::Command::new("pkill")
+                    .args(["-KILL", "-P", &sshd_pid.to_string()])
+                    .status()
+                    .unwrap();
+                return st.success();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        false
+    })
+}
