@@ -129,7 +129,7 @@ impl Index {
     pub fn build_checked(file: &Path, db_root: &Path, check_since: Option<u64>) -> Result<Self> {
         Ok(Self {
             file: file.to_owned(),
-            names: scan(db_root, check_since)?,
+            names: scan(db_root, check_since, true)?,
             added: Vec::new(),
             rewrite: true,
             file_id: None,
@@ -251,10 +251,15 @@ impl Index {
     }
 }
 
-/// The filestore names under `db_root` (a missing folder has none); removes the temporary
-/// files an interrupted pass of ours left; files modified at or after `check_since` (unix
+/// The filestore names under `db_root` (a missing folder has none); with `remove_tmp`,
+/// removes the temporary files an interrupted pass of ours left (not while a pass may be
+/// writing them: `prune` runs beside a watch); files modified at or after `check_since` (unix
 /// seconds) must match their name, or they are removed (we wrote them) and left out.
-pub(crate) fn scan(db_root: &Path, check_since: Option<u64>) -> Result<HashSet<StoreName>> {
+pub(crate) fn scan(
+    db_root: &Path,
+    check_since: Option<u64>,
+    remove_tmp: bool,
+) -> Result<HashSet<StoreName>> {
     let mut names = HashSet::new();
     let dirs = match std::fs::read_dir(db_root) {
         Ok(d) => d,
@@ -278,7 +283,9 @@ pub(crate) fn scan(db_root: &Path, check_since: Option<u64>) -> Result<HashSet<S
                 continue;
             };
             if fname.ends_with(TMP_SUFFIX) {
-                let _ = std::fs::remove_file(f.path());
+                if remove_tmp {
+                    let _ = std::fs::remove_file(f.path());
+                }
                 continue;
             }
             let Some(n) = StoreName::parse(&format!("{dname}/{fname}")) else {

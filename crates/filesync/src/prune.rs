@@ -122,7 +122,8 @@ pub async fn prune(
 ) -> Result<PruneReport> {
     crate::filestore::validate_db_name(db)?;
     let root = local_filestore.join(db);
-    let present = scan(&root, None)?;
+    // A watch may be writing a temporary file right now: leave those alone.
+    let present = scan(&root, None, false)?;
     let (referenced, _) = crate::filestore::referenced(standby, db).await?;
     let referenced: HashSet<StoreName> = referenced.into_iter().collect();
     if referenced.is_empty() && !present.is_empty() {

@@ -115,7 +115,12 @@ async fn only_files_unreferenced_for_a_day_go_and_only_when_asked() {
         all.len(),
         "a dry run removes nothing"
     );
+    // A watch writing a file right now: its temporary file is not prune's to touch.
+    let writing = local.join(format!("{}{}", all[3], filesync::TMP_SUFFIX));
+    std::fs::write(&writing, b"half").unwrap();
     let second = run(&w, &db, &opts).await.unwrap();
+    assert!(writing.exists(), "prune removed a file a pass was writing");
+    std::fs::remove_file(&writing).unwrap();
     assert_eq!(second.removed.len(), 2);
     assert_eq!(second.bytes, 2000);
     assert_eq!(files_under(&local), w.referenced());
