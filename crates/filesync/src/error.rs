@@ -86,6 +86,16 @@ impl SyncError {
         }
     }
 
+    /// The VPS has no filestore folder where the config says (`folder`, on `host`).
+    pub(crate) fn no_vps_folder(folder: impl std::fmt::Display, host: &str) -> Self {
+        Self::invalid(
+            "VPS filestore",
+            format!(
+                "{folder} does not exist on {host}: check data_dir in the config (the VPS's odoo.conf says where it is)"
+            ),
+        )
+    }
+
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             what: what.into(),

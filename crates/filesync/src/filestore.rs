@@ -49,13 +49,9 @@ impl Vps {
                 self.host.name()
             )))?;
         if st.is_none() {
-            return Err(SyncError::invalid(
-                "VPS filestore",
-                format!(
-                    "{} does not exist on {}: check data_dir in the config (the VPS's odoo.conf says where it is)",
-                    remote.display(),
-                    self.host.name()
-                ),
+            return Err(SyncError::no_vps_folder(
+                remote.display(),
+                &self.host.name(),
             ));
         }
         tracing::debug!("{db}: {} exists on {}", remote.display(), self.host.name());
@@ -179,16 +175,9 @@ async fn query_names(
             }
             continue;
         }
-        // The marks row.
-        // Timestamps as PostgreSQL prints them compare correctly as text.
-        if let Some(w) = cols.next().flatten() {
-            if newest.as_ref().is_none_or(|n| w > *n) {
-                newest = Some(w);
-            }
-        }
-        if let Some(id) = cols.next().flatten().and_then(|i| i.parse::<i64>().ok()) {
-            max_id = Some(max_id.map_or(id, |m: i64| m.max(id)));
-        }
+        // The one marks row.
+        newest = cols.next().flatten();
+        max_id = cols.next().flatten().and_then(|i| i.parse::<i64>().ok());
     }
     Ok(Queried {
         names,
@@ -325,7 +314,7 @@ pub async fn sync_db_tracked(
         std::fs::create_dir_all(&local)
             .map_err(|e| SyncError::local("cannot create", &local, e))?;
         for batch in wanted.chunks(opts.batch.max(1)) {
-            let got = fetch(vps, &remote, &local, batch, opts.verify_sha1).await;
+            let got = fetch(vps, db, &local, batch, opts.verify_sha1).await;
             // Whatever was renamed into place is complete: index it even if the stream broke.
             let fetched = match got {
                 Ok(f) => f,
@@ -396,27 +385,24 @@ pub(crate) struct Fetched {
     pub(crate) corrupt: Vec<String>,
 }
 
-/// Streams one batch; on failure returns what was completed before it.
+/// Streams one batch of database `db`; on failure returns what was completed before it.
 async fn fetch(
     vps: &Vps,
-    remote: &Path,
+    db: &str,
     local: &Path,
     batch: &[StoreName],
     verify: bool,
 ) -> std::result::Result<Fetched, (Fetched, SyncError)> {
     if let Some(session) = &vps.session {
-        let db = remote
-            .file_name()
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default();
         match session
-            .fetch(&vps.filestore, &db, local, batch, verify)
+            .fetch(&vps.filestore, db, local, batch, verify)
             .await
         {
             Outcome::Done(r) => return r,
             Outcome::Unavailable => {}
         }
     }
+    let remote = vps.filestore.join(db);
     let mut list = Vec::with_capacity(batch.len() * 44);
     for n in batch {
         list.extend_from_slice(n.to_string().as_bytes());

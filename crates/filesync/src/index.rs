@@ -38,7 +38,7 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -185,7 +185,6 @@ impl Index {
     pub fn persist(&mut self) -> Result<()> {
         if self.rewrite {
             self.write_whole()?;
-            self.file_id = file_id(&self.file);
         } else if !self.added.is_empty() {
             if let Err(e) = self.append() {
                 tracing::debug!(
@@ -193,7 +192,6 @@ impl Index {
                     self.file.display()
                 );
                 self.write_whole()?;
-                self.file_id = file_id(&self.file);
             }
         }
         self.added.clear();
@@ -224,14 +222,9 @@ impl Index {
         f.write_all_at(&now_secs().to_le_bytes(), head.len() as u64)
     }
 
-    /// Writes the whole state file (with this boot's id) to a temporary file, fsyncs it and
-    /// renames it over the old one.
-    fn write_whole(&self) -> Result<()> {
-        let tmp = self.file.with_extension("tmp");
-        if let Some(parent) = self.file.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| SyncError::local("cannot create", parent, e))?;
-        }
+    /// Writes the whole state file (with this boot's id) atomically, and remembers which
+    /// file it is now.
+    fn write_whole(&mut self) -> Result<()> {
         let mut out = Vec::with_capacity(MAGIC.len() + 64 + self.names.len() * 21);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(boot_id().as_bytes());
@@ -240,15 +233,24 @@ impl Index {
         for n in &self.names {
             out.extend_from_slice(&n.to_bytes());
         }
-        let mut f = std::fs::File::create(&tmp)
-            .map_err(|e| SyncError::local("cannot write the index", &tmp, e))?;
-        f.write_all(&out)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| SyncError::local("cannot write the index", &tmp, e))?;
-        std::fs::rename(&tmp, &self.file)
-            .map_err(|e| SyncError::local("cannot replace the index", &self.file, e))?;
+        replace_file(&self.file, &self.file.with_extension("tmp"), &out)?;
+        self.file_id = file_id(&self.file);
         Ok(())
     }
+}
+
+/// Replaces `file` atomically with `bytes`: written to `tmp` (same folder), fsynced, renamed
+/// over it; the folder is made if missing. For the crate's state files.
+pub(crate) fn replace_file(file: &Path, tmp: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| SyncError::local("cannot create", parent, e))?;
+    }
+    let mut f = std::fs::File::create(tmp).map_err(|e| SyncError::local("cannot write", tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| SyncError::local("cannot write", tmp, e))?;
+    std::fs::rename(tmp, file).map_err(|e| SyncError::local("cannot replace", file, e))
 }
 
 /// The filestore names under `db_root` (a missing folder has none); with `remove_tmp`,

@@ -19,14 +19,13 @@
 //! database, or attachments not replicated yet): nothing is removed then.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::{Result, SyncError};
-use crate::index::{scan, Index};
+use crate::index::{now_secs, replace_file, scan, Index};
 use crate::name::StoreName;
 
 /// Options of [`prune`].
@@ -68,13 +67,6 @@ pub struct PruneReport {
     pub bytes: u64,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The record: when each unreferenced name was first seen so. A line per name:
 /// `<unix seconds> <xx/sha1>`; unreadable lines are ignored (seen again, they restart).
 fn load(file: &Path) -> Result<BTreeMap<StoreName, u64>> {
@@ -93,20 +85,15 @@ fn load(file: &Path) -> Result<BTreeMap<StoreName, u64>> {
 }
 
 fn save(file: &Path, seen: &BTreeMap<StoreName, u64>) -> Result<()> {
-    let tmp = file.with_extension("unreferenced-tmp");
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| SyncError::local("cannot create", dir, e))?;
-    }
     let mut out = String::with_capacity(seen.len() * 56);
     for (n, t) in seen {
         out.push_str(&format!("{t} {n}\n"));
     }
-    let mut f =
-        std::fs::File::create(&tmp).map_err(|e| SyncError::local("cannot write", &tmp, e))?;
-    f.write_all(out.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| SyncError::local("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, file).map_err(|e| SyncError::local("cannot replace", file, e))
+    replace_file(
+        file,
+        &file.with_extension("unreferenced-tmp"),
+        out.as_bytes(),
+    )
 }
 
 /// Prunes database `db`'s folder under `local_filestore` (see the module docs). `standby`

@@ -324,16 +324,7 @@ impl Session {
             return Err((fetched, e));
         }
         if let Some(folder) = refused {
-            return Err((
-                fetched,
-                SyncError::invalid(
-                    "VPS filestore",
-                    format!(
-                        "{folder} does not exist on {}: check data_dir in the config (the VPS's odoo.conf says where it is)",
-                        self.host.name()
-                    ),
-                ),
-            ));
+            return Err((fetched, SyncError::no_vps_folder(folder, &self.host.name())));
         }
         fetched.missing = missing;
         Ok(fetched)
