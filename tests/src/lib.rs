@@ -1,8 +1,237 @@
-//! End-to-end tests of whole operations (protect, failover, failback) against the sandbox.
+//! End-to-end tests of whole operations (protect, failover, failback), driven through the
+//! `odoo-standby` binary: on the two-machine lab with real Odoo (the users' world, [`LabWorld`])
+//! and on the one-machine sandbox (fast feedback).
 //!
-//! The lifecycle tests come with issue #6; today this crate holds the sandbox's own
-//! end-to-end checks in `tests/`.
-//!
+//! ```no_run
+//! let w = odoo_standby_tests::LabWorld::new();
+//! w.ok(&["protect", "vps1", "--restart-vps"]);
 //! ```
-//! // Run them with: cargo test -p odoo-standby-tests
-//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use lab::odoo::Client;
+use lab::{Lab, Machine};
+
+/// The `odoo-standby` binary cargo built for this workspace (beside the test's directory),
+/// built when missing.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("odoo-standby");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "odoo-standby"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "cannot build odoo-standby");
+    }
+    bin
+}
+
+/// The configuration an operator writes on the backup for the lab's VPS.
+pub const LAB_CONFIG: &str = r#"# /etc/odoo-standby/config.toml on the lab's backup server
+[backup]
+root = "/opt/odoouser/respaldo_filestore"
+odoo_source = "/opt/odoouser/odoo"
+os_user = "odoouser"
+address = "127.0.0.3"
+pg_version = 15
+ssh_key = "/opt/odoouser/.ssh/id_ed25519"
+known_hosts = "/opt/odoouser/.ssh/known_hosts"
+
+[[instance]]
+name = "vps1"
+ssh = "odoo@127.0.0.2"
+pg = "host=127.0.0.2 port=5432"
+standby_port = 5435
+data_dir = "/var/opt/odoo/data_dir"
+sources = "/opt/odoo/sources"
+odoo_conf = "/etc/odoo.conf"
+"#;
+
+/// The VPS's Odoo, as its users reach it.
+pub const VPS_URL: &str = "http://127.0.0.2:8069";
+/// The backup's Odoo after a failover.
+pub const BACKUP_URL: &str = "http://127.0.0.3:8069";
+
+/// The lab with the runbook's VPS (real Odoo) and backup (odoo-standby installed, the VPS's
+/// sudoers drop-in installed from `odoo-standby vps-sudoers`).
+pub struct LabWorld {
+    /// The machines.
+    pub lab: Lab,
+}
+
+impl Default for LabWorld {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LabWorld {
+    /// Boots and sets up the world (about 40 s with a cached base).
+    pub fn new() -> Self {
+        let src = lab::odoo::source().unwrap();
+        let bin = binary();
+        let lab = Lab::up(&Lab::two_machines()).unwrap();
+        let w = Self { lab };
+        lab::odoo::install_vps(w.vps(), &src).unwrap();
+        lab::odoo::install_backup(w.backup(), &src, w.vps()).unwrap();
+        lab::odoo::install_product(w.backup(), &bin, LAB_CONFIG).unwrap();
+        // The operator installs the drop-in the product prints, exactly as printed.
+        let rules = w.ok(&["vps-sudoers", "vps1"]);
+        w.vps()
+            .write(
+                "/root/odoo-standby.sudoers",
+                rules.as_bytes(),
+                0o440,
+                "root:root",
+            )
+            .unwrap();
+        w.vps()
+            .run(&["visudo", "-cf", "/root/odoo-standby.sudoers"])
+            .unwrap();
+        w.vps()
+            .run(&[
+                "install",
+                "-m",
+                "0440",
+                "/root/odoo-standby.sudoers",
+                "/etc/sudoers.d/odoo-standby",
+            ])
+            .unwrap();
+        w
+    }
+
+    /// The VPS machine.
+    pub fn vps(&self) -> &Machine {
+        self.lab.machine("vps").unwrap()
+    }
+
+    /// The backup machine.
+    pub fn backup(&self) -> &Machine {
+        self.lab.machine("backup").unwrap()
+    }
+
+    /// Users of the VPS's Odoo (their requests leave from the backup machine).
+    pub fn vps_users(&self) -> Client<'_> {
+        Client::new(self.backup(), VPS_URL)
+    }
+
+    /// Users of the backup's Odoo.
+    pub fn backup_users(&self) -> Client<'_> {
+        Client::new(self.backup(), BACKUP_URL)
+    }
+
+    /// Runs `odoo-standby ARGS` inside the backup machine, as the operator would (root).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut argv = vec!["/usr/local/bin/odoo-standby"];
+        argv.extend_from_slice(args);
+        let out = self.backup().exec(&argv).unwrap();
+        eprintln!(
+            "backup# odoo-standby {} -> {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// [`LabWorld::cli`] that must succeed; its stdout. On failure the journals of the
+    /// units involved are printed first.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        if !out.status.success() {
+            self.dump_journals();
+        }
+        assert!(out.status.success(), "odoo-standby {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Prints the end of the journals of every unit of the lifecycle, on both machines.
+    pub fn dump_journals(&self) {
+        for (m, units) in [
+            (
+                self.backup(),
+                &["odoo_vps1", "odoo-standby-sync-vps1", "postgresql@15-vps1"][..],
+            ),
+            (self.vps(), &["odoo", "postgresql@15-main"][..]),
+        ] {
+            for u in units {
+                if let Ok(o) = m.exec(&["journalctl", "-q", "--no-pager", "-n", "40", "-u", u]) {
+                    eprintln!(
+                        "--- {} journal of {u}:\n{}",
+                        m.name(),
+                        String::from_utf8_lossy(&o.stdout)
+                    );
+                }
+            }
+        }
+    }
+
+    /// `status vps1 --json`: exit code and the instance's object.
+    pub fn status(&self) -> (i32, serde_json::Value) {
+        let out = self.cli(&["status", "vps1", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code().unwrap_or(-1), v[0].clone())
+    }
+
+    /// Waits until status says healthy (fails after `seconds`).
+    pub fn wait_healthy(&self, seconds: u64) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let (code, s) = self.status();
+            if code == 0 {
+                assert_eq!(s["healthy"], true, "{s}");
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(seconds),
+                "never healthy: {s}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// SQL on the VPS's cluster as postgres (database `db`); the first column of each row.
+    pub fn vps_sql(&self, db: &str, sql: &str) -> Vec<String> {
+        sql_on(self.vps(), 5432, db, sql)
+    }
+
+    /// SQL on the backup's instance cluster as postgres.
+    pub fn backup_sql(&self, db: &str, sql: &str) -> Vec<String> {
+        sql_on(self.backup(), 5435, db, sql)
+    }
+}
+
+fn sql_on(m: &Machine, port: u16, db: &str, sql: &str) -> Vec<String> {
+    let p = port.to_string();
+    m.run_stdin(
+        &[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-p",
+            &p,
+            "-d",
+            db,
+        ],
+        Some(sql.as_bytes()),
+    )
+    .unwrap()
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}

@@ -11,24 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use odoo_standby_tests::binary;
 use pgrepl::{PgClient, Sql};
 use sandbox::{Sandbox, SizeMix, World};
-
-/// The `odoo-standby` binary cargo built for this workspace (beside this test's directory).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("odoo-standby");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "odoo-standby"])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "cannot build odoo-standby");
-    }
-    bin
-}
 
 struct T {
     sb: Sandbox,
@@ -191,7 +176,10 @@ async fn lifecycle(failover_kill: &str, failback_kill: &str) {
     drop(vps);
     assert!(t.w.vps.kill());
     assert!(t.sb.stop_sshd());
-    t.killed_after(&["failover", "vps1", "--yes"], failover_kill);
+    t.killed_after(
+        &["failover", "vps1", "--yes", "--vps-unreachable"],
+        failover_kill,
+    );
     let (code, s) = t.status();
     assert_eq!(code, 1);
     assert_eq!(s["interrupted"], "failover", "{s}");

@@ -121,6 +121,8 @@ impl DemoArgs {
             restart_vps: true,
             yes: true,
             force: false,
+            // The demo's VPS is killed before the failover: it cannot be reached.
+            vps_unreachable: true,
         };
         step(t0, "odoo-standby protect vps1 --restart-vps");
         failover::start(env, Operation::Protect, &opts, &Term).await?;
@@ -129,7 +131,7 @@ impl DemoArgs {
         show(&wait_healthy(env, Duration::from_secs(30)).await);
 
         step(t0, "writes on the VPS: 100 orders, 20 attachments");
-        let vps_db = env.vps_sql("clientes").await?;
+        let vps_db = env.vps_psql("clientes");
         pgrepl::execute(&vps_db, "CREATE TABLE demo_orders (id int PRIMARY KEY, origin text); ALTER TABLE demo_orders OWNER TO odoo").await?;
         pgrepl::execute(
             &vps_db,
@@ -186,7 +188,7 @@ impl DemoArgs {
         show(&s);
 
         // The table: what each side has of what was committed.
-        let vps_db = env.vps_sql("clientes").await?;
+        let vps_db = env.vps_psql("clientes");
         let names = referenced(&vps_db).await?;
         let rows_vps = count(&vps_db, "SELECT count(*) FROM demo_orders").await;
         let backup = env.standby_sql("clientes");

@@ -36,6 +36,12 @@ enum Command {
     Init,
     /// Validate a configuration file and summarize it.
     Check,
+    /// Print the sudoers drop-in the VPS of an instance needs (what odoo-standby runs there
+    /// as root, and as the PostgreSQL user), to install as /etc/sudoers.d/odoo-standby.
+    VpsSudoers {
+        /// The instance.
+        name: String,
+    },
     /// Set up replication of an instance (PostgreSQL, files, config, unit, syncs). Running it
     /// again checks everything and changes nothing.
     Protect {
@@ -56,6 +62,10 @@ enum Command {
         /// Go on although the VPS's PostgreSQL accepts writes, stopping it over SSH first.
         #[arg(long)]
         force: bool,
+        /// Go on although the VPS cannot be reached (down, or cut off): nothing can fence it,
+        /// so say that you know. --yes does not imply it.
+        #[arg(long)]
+        vps_unreachable: bool,
     },
     /// Give production back to the VPS (runbook section 5) and protect it again.
     Failback {
@@ -69,6 +79,12 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// As for failover: stop the VPS's PostgreSQL over SSH when it accepts writes.
+        #[arg(long)]
+        force: bool,
+        /// As for failover: go on although the VPS cannot be reached.
+        #[arg(long)]
+        vps_unreachable: bool,
     },
     /// Health of every instance (or one). Exit 0 healthy, 1 something unhealthy, 2 error.
     Status {
@@ -107,6 +123,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => report(check(&config)),
+        Command::VpsSudoers { name } => report(ops::vps_sudoers(&config, &name)),
         Command::Sandbox(cmd) => report(cmd.run()),
         Command::Demo(args) => block_on(args.run()),
         Command::Protect { op, restart_vps } => block_on(async move {
@@ -116,10 +133,16 @@ fn main() -> ExitCode {
             };
             ops::operation(&config, failover::Operation::Protect, &op, opts).await
         }),
-        Command::Failover { op, yes, force } => block_on(async move {
+        Command::Failover {
+            op,
+            yes,
+            force,
+            vps_unreachable,
+        } => block_on(async move {
             let opts = failover::RunOptions {
                 yes,
                 force,
+                vps_unreachable,
                 ..Default::default()
             };
             ops::operation(&config, failover::Operation::Failover, &op, opts).await
@@ -133,9 +156,20 @@ fn main() -> ExitCode {
             )
             .await
         }),
-        Command::Resume { name, yes } => {
-            block_on(async move { ops::resume(&config, &name, yes).await })
-        }
+        Command::Resume {
+            name,
+            yes,
+            force,
+            vps_unreachable,
+        } => block_on(async move {
+            let opts = failover::RunOptions {
+                yes,
+                force,
+                vps_unreachable,
+                ..Default::default()
+            };
+            ops::resume(&config, &name, opts).await
+        }),
         Command::Status { name, json } => {
             block_on(async move { ops::status(&config, name.as_deref(), json).await })
         }

@@ -92,13 +92,20 @@ fn print_left_to_do(env: &Env) {
     );
 }
 
-/// `resume NAME`.
-pub async fn resume(config: &Path, name: &str, yes: bool) -> Result<ExitCode, Box<dyn Error>> {
+/// `vps-sudoers NAME`: the drop-in, on stdout.
+pub fn vps_sudoers(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>> {
     let env = env(config, name)?;
-    let opts = RunOptions {
-        yes,
-        ..Default::default()
-    };
+    print!("{}", failover::vps_sudoers(&env)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `resume NAME`.
+pub async fn resume(
+    config: &Path,
+    name: &str,
+    opts: RunOptions,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let env = env(config, name)?;
     if failover::resume(&env, &opts, &Term).await? {
         println!("resumed run of {name} complete");
     } else {

@@ -25,6 +25,7 @@ pub enum Action {
     Layout,
     SeedFiles,
     OdooConf,
+    OdooLogin,
     OdooUnit,
     SyncUnit,
     StartSyncs,
@@ -32,8 +33,11 @@ pub enum Action {
     Fence,
     Confirm,
     Promote,
+    LostFiles,
+    OdooFiles,
     Smoke,
     StartOdoo,
+    CheckHttp,
     Nginx,
     StopVpsOdoo,
     PrepareBackupPrimary,
@@ -140,6 +144,10 @@ impl Action {
             Self::OdooConf => ("odoo-conf", "rewrite odoo.conf for this server", false, vec![
                 format!("read {} on the VPS; addons_path, data_dir, db_host, db_port rewritten; write {}", env.inst.odoo_conf.display(), env.layout.conf().display()),
             ], "the file already has that content", "unmapped addons_path entries are listed: add them under sources on the VPS"),
+            Self::OdooLogin => ("odoo-login", "let the Odoo user here log in to the standby as the VPS's database role", false, vec![
+                format!("pg_ident.conf of {standby}: {} {} ROLE (ROLE: db_user of the rewritten odoo.conf)", pgrepl::hba::LOGIN_MAP, b.os_user),
+                format!("pg_hba.conf of {standby}: local all ROLE peer map={}; both checked by the server, then pg_reload_conf()", pgrepl::hba::LOGIN_MAP),
+            ], "re-applies nothing that is in place", "the role owns the database on the VPS: keeping it is what lets failback hand the database back unchanged"),
             Self::OdooUnit => ("odoo-unit", "write the Odoo unit (disabled)", false, vec![
                 format!("write {} (ExecStart={})", env.layout.unit_file().display(), env.exec_start().join(" ")),
             ], "the file already has that content", "check backup.python and backup.odoo_source"),
@@ -153,15 +161,25 @@ impl Action {
                 env.here.stop_shown(&env.sync_service()),
                 "the sync service does not run", "stop it by hand, then resume"),
             Self::Fence => ("fence", "make sure the VPS's PostgreSQL no longer accepts writes", true, vec![
-                format!("connect to {vh}:{vp} (5 s) and SELECT pg_is_in_recovery()"),
+                format!("ssh {}@{} -p {} true (15 s): can the VPS be reached at all?", env.ssh.user, env.ssh.host, env.ssh.port),
+                format!("is {} running; psql on it: SELECT pg_is_in_recovery()", env.vps_cluster.label()),
                 format!("with --force only: stop {} over SSH", env.vps_cluster.label()),
-            ], "it cannot be reached, or it is a standby", "stop the VPS's PostgreSQL (or cut it off), or pass --force"),
+            ], "checked on every run and every resume, never skipped", "stop the VPS's PostgreSQL (or pass --force); if the VPS cannot be reached, make sure it is down or cut off, then pass --vps-unreachable"),
             Self::Confirm => ("confirm", "show what is at risk and ask", false, vec![
                 "standby: receiver state, replay delay; referenced files missing here".into(),
             ], "asked once per run", "answer, or pass --yes"),
             Self::Promote => ("promote", "promote the standby cluster", false, vec![
                 format!("SELECT pg_promote() on {standby}; txid_current(); CHECKPOINT"),
             ], "it is not in recovery", "read the cluster log; a standby that never streamed has nothing to promote"),
+            Self::LostFiles => ("lost-files", "report attachment files that never reached this server; drop asset bundles whose files are missing (Odoo rebuilds them)", false, vec![
+                format!("per database: SELECT store_fname FROM ir_attachment, each looked up under {}/filestore/DB", env.layout.data_dir().display()),
+                "DELETE FROM ir_attachment WHERE store_fname IN (missing) AND res_model = 'ir.ui.view' AND url LIKE '/web/assets/%' (generated bundles only)".into(),
+                format!("write {}", lost_path(env).display()),
+            ], "runs every time: it reports, and removes only bundles Odoo regenerates", "the lost names are printed and kept in the file above: restore them from a file backup if there is one"),
+            Self::OdooFiles => ("odoo-files", "make data_dir Odoo's: owned by the Odoo user and writable by it everywhere", false, vec![
+                format!("find {dd} ( ! -user {u} -o ! -group {u} ) -exec chown -h {u}:{u} {{}} +", dd = env.layout.data_dir().display(), u = b.os_user),
+                format!("as {}: find {dd}/filestore {dd}/sessions -type d ! -writable (must find nothing)", b.os_user, dd = env.layout.data_dir().display()),
+            ], "runs every time: it changes only what is not Odoo's", "real Odoo writing into a folder it cannot write commits the row and loses the file: fix what it names"),
             Self::Smoke => ("smoke", "smoke-test Odoo (fixing roles and ownership)", false, vec![
                 format!("{} -d DB --stop-after-init --logfile= (as {})", env.exec_start().join(" "), b.os_user),
                 "on a missing role: createuser -s; on objects owned by another role: REASSIGN OWNED".into(),
@@ -169,6 +187,10 @@ impl Action {
             Self::StartOdoo => ("start-odoo", "install and start Odoo", false,
                 env.here.start_shown(&env.odoo_service()),
                 "the Odoo unit runs", "journalctl -u odoo_NAME (or its log), then resume"),
+            Self::CheckHttp => ("check-http", "check that Odoo serves: the login page answers 200 and an attachment downloads intact", false, vec![
+                "GET http://ADDR:PORT/web/login?db=DB until 200 (up to 90 s), ADDR and PORT from odoo.conf".into(),
+                "GET /web/content/ID?db=DB of a public attachment whose file is here; SHA-1 of the body = its checksum".into(),
+            ], "checked on every run", "journalctl -u odoo_NAME: a taken port leaves Odoo running without HTTP"),
             Self::Nginx => ("nginx", "write the nginx site", false, vec![
                 format!("write {}", env.layout.dir().join(format!("nginx_{name}.conf")).display()),
             ], "the file already has that content", "check the instance folder"),
@@ -210,13 +232,21 @@ impl Action {
         }
     }
 
+    /// Whether the step runs again on a resume although the journal says it was done: a
+    /// fence holds only if it is checked right before what it protects.
+    pub fn every_run(self) -> bool {
+        matches!(self, Self::Fence)
+    }
+
     /// Whether the step's effect is already there (then it is skipped).
     pub async fn is_done(self, env: &Env) -> Result<bool> {
         match self {
             Self::Preflight | Self::PreparePrimary | Self::Layout | Self::SeedFiles => Ok(false),
-            Self::Confirm | Self::CopyFilesBack | Self::CatchUp | Self::PrepareBackupPrimary => {
-                Ok(false)
-            }
+            Self::Confirm
+            | Self::CopyFilesBack
+            | Self::CatchUp
+            | Self::PrepareBackupPrimary
+            | Self::OdooLogin => Ok(false),
             Self::Secrets => Ok(env.secrets().await?.is_some()),
             Self::CloneStandby => Ok(env.standby.is_running().await.unwrap_or(false)
                 && pgrepl::is_streaming_from(env.standby.as_ref(), &env.upstream_vps()?)
@@ -232,7 +262,7 @@ impl Action {
             }
             Self::StartOdoo | Self::Smoke => env.here.is_active(&env.odoo_service()).await,
             Self::StopOdoo => Ok(!env.here.is_active(&env.odoo_service()).await?),
-            Self::Fence => Ok(!vps_takes_writes(env).await),
+            Self::Fence | Self::LostFiles | Self::OdooFiles | Self::CheckHttp => Ok(false),
             Self::Promote => Ok(env.standby.is_running().await.unwrap_or(false)
                 && is_primary(&env.standby_sql("postgres")).await?),
             Self::StopVpsOdoo => Ok(!env.there.is_active(&env.vps_odoo_service()).await?),
@@ -246,17 +276,14 @@ impl Action {
                 .is_running()
                 .await
                 .map_err(f("asking whether the standby runs"))?),
-            Self::PromoteVps => match env.vps_sql("postgres").await {
-                Ok(c) => is_primary(&c).await,
-                Err(_) => Ok(false),
-            },
+            Self::PromoteVps => Ok(is_primary(&env.vps_psql("postgres")).await.unwrap_or(false)),
             Self::RejoinBackup => Ok(env.standby.is_running().await.unwrap_or(false)
                 && pgrepl::is_streaming_from(env.standby.as_ref(), &env.upstream_vps()?)
                     .await
                     .unwrap_or(false)),
             Self::DropStaleSlots => {
                 let slot = env.failback_slot();
-                let vps = env.vps_sql("postgres").await?;
+                let vps = env.vps_psql("postgres");
                 Ok(!has_slot(&vps, &slot).await?
                     && !has_slot(&env.standby_sql("postgres"), &slot).await?)
             }
@@ -288,13 +315,15 @@ impl Action {
             }
             Self::PreparePrimary => {
                 let secrets = env.require_secrets().await?;
-                let admin = env.vps_sql("postgres").await?;
-                let opts_pg =
+                let admin = env.vps_psql("postgres");
+                let mut opts_pg =
                     PrepareOptions::new(vec![b.address.to_string()], secrets.0, secrets.1)
                         .map_err(f("replication options"))?;
-                let report = pgrepl::prepare_primary(&admin, env.vps.as_ref(), &opts_pg)
-                    .await
-                    .map_err(f("preparing the VPS's PostgreSQL"))?;
+                opts_pg.listen_addresses = listen_for(&admin, &env.vps_pg.0).await?;
+                let report =
+                    pgrepl::prepare_primary(&admin, env.vps_cluster.host().as_ref(), &opts_pg)
+                        .await
+                        .map_err(f("preparing the VPS's PostgreSQL"))?;
                 for c in &report.changes {
                     out.line(&format!("    {c}"));
                 }
@@ -351,7 +380,7 @@ impl Action {
                     .await
                     .map_err(f("cloning the standby"))?;
                 out.line(&format!("    {outcome:?}"));
-                Ok(())
+                standby_listens_here(env, out).await
             }
             Self::Layout => {
                 let changes = env
@@ -369,6 +398,7 @@ impl Action {
                 let text = odoo_conf(env).await?;
                 write_ours(env, &env.layout.conf(), &text, 0o640, &b.os_user).await
             }
+            Self::OdooLogin => odoo_login(env, out).await,
             Self::OdooUnit => {
                 write_ours(env, &env.layout.unit_file(), &odoo_unit(env), 0o644, "root").await
             }
@@ -395,28 +425,7 @@ impl Action {
                     .map_err(|e| FailoverError::failed(format!("writing {}", p.display()), e))?;
                 env.here.stop(&env.sync_service()).await
             }
-            Self::Fence => {
-                if !opts.force {
-                    return Err(FailoverError::Refused(format!(
-                        "the VPS's PostgreSQL at {}:{} still accepts writes: failing over now would split the data in two. Stop it (or cut it off) and run again, or pass --force to have odoo-standby stop it over SSH",
-                        env.vps_pg.0, env.vps_pg.1
-                    )));
-                }
-                out.line(&format!(
-                    "    --force: stopping {} over SSH",
-                    env.vps_cluster.label()
-                ));
-                env.vps_cluster
-                    .stop(StopMode::Fast)
-                    .await
-                    .map_err(f("stopping the VPS's PostgreSQL"))?;
-                if vps_takes_writes(env).await {
-                    return Err(FailoverError::Refused(
-                        "the VPS's PostgreSQL still accepts writes after being stopped".into(),
-                    ));
-                }
-                Ok(())
-            }
+            Self::Fence => fence(env, opts, out).await,
             Self::Confirm => confirm(env, opts, out).await,
             Self::Promote => {
                 let o = pgrepl::promote(&env.standby_sql("postgres"), Duration::from_secs(60))
@@ -425,8 +434,11 @@ impl Action {
                 out.line(&format!("    {o:?}"));
                 Ok(())
             }
+            Self::LostFiles => lost_files(env, out).await,
+            Self::OdooFiles => odoo_files(env, out).await,
             Self::Smoke => smoke(env, out).await,
             Self::StartOdoo => env.here.start(&env.odoo_service()).await,
+            Self::CheckHttp => check_http(env, out).await,
             Self::Nginx => {
                 let text = nginx_site(env).await?;
                 write_ours(env, &nginx_path(env), &text, 0o644, "root").await
@@ -436,21 +448,37 @@ impl Action {
             Self::PrepareBackupPrimary => {
                 let secrets = env.require_secrets().await?;
                 let vps_addr = vps_address(env)?;
-                let opts_pg =
+                let mut opts_pg =
                     PrepareOptions::new(vec![vps_addr], secrets.0.clone(), secrets.1.clone())
                         .map_err(f("replication options"))?;
-                let report = pgrepl::prepare_primary(
-                    &env.standby_sql("postgres"),
-                    env.local.as_ref(),
-                    &opts_pg,
-                )
-                .await
-                .map_err(f("preparing this cluster as a primary"))?;
+                let here = env.standby_sql("postgres");
+                opts_pg.listen_addresses =
+                    listen_for(&here, &env.cfg.backup.address.to_string()).await?;
+                let report = pgrepl::prepare_primary(&here, env.standby.host().as_ref(), &opts_pg)
+                    .await
+                    .map_err(f("preparing this cluster as a primary"))?;
                 for c in &report.changes {
                     out.line(&format!("    {c}"));
                 }
+                if !report.restart_needed.is_empty() {
+                    // Protect makes the standby listen here already; a cluster cloned by an
+                    // older version may not: restart it (Odoo here reconnects by itself).
+                    out.line(&format!(
+                        "    restarting {} for {} (Odoo here reconnects)",
+                        env.standby.label(),
+                        report.restart_needed.join(", ")
+                    ));
+                    env.standby
+                        .stop(StopMode::Fast)
+                        .await
+                        .map_err(f("stopping this cluster"))?;
+                    env.standby
+                        .start()
+                        .await
+                        .map_err(f("starting this cluster"))?;
+                }
                 pgrepl::pgpass::upsert(
-                    env.vps.as_ref(),
+                    env.vps_cluster.host().as_ref(),
                     &env.inst.vps_pgpass,
                     &b.pg_os_user,
                     &Env::pgpass_entries(&b.address.to_string(), env.inst.standby_port, &secrets),
@@ -487,14 +515,14 @@ impl Action {
                 .await
                 .map_err(f("stopping this cluster")),
             Self::PromoteVps => {
-                let o = pgrepl::promote(&env.vps_sql("postgres").await?, Duration::from_secs(60))
+                let o = pgrepl::promote(&env.vps_psql("postgres"), Duration::from_secs(60))
                     .await
                     .map_err(f("promoting the VPS's cluster"))?;
                 out.line(&format!("    {o:?}"));
                 Ok(())
             }
             Self::RejoinBackup => {
-                let vps = env.vps_sql("postgres").await?;
+                let vps = env.vps_psql("postgres");
                 let o = pgrepl::rejoin(
                     env.standby.as_ref(),
                     &vps,
@@ -512,7 +540,7 @@ impl Action {
             }
             Self::DropStaleSlots => {
                 let slot = Name::new("slot", &env.failback_slot()).map_err(f("slot"))?;
-                let vps = env.vps_sql("postgres").await?;
+                let vps = env.vps_psql("postgres");
                 if pgrepl::slot::drop_slot(&vps, &slot)
                     .await
                     .map_err(f("dropping the slot on the VPS"))?
@@ -531,6 +559,77 @@ impl Action {
     }
 }
 
+/// A fresh clone carries the VPS's `listen_addresses` (ALTER SYSTEM lives in the data
+/// directory): the standby gets this server's instead (the VPS's address swapped for
+/// `backup.address`), so that at failback the VPS reaches it without a restart of production.
+async fn standby_listens_here(env: &Env, out: &dyn Reporter) -> Result<()> {
+    let here = env.standby_sql("postgres");
+    let now = pgrepl::query_value(&here, "SHOW listen_addresses")
+        .await
+        .map_err(f("reading listen_addresses"))?
+        .unwrap_or_default();
+    let ours = env.cfg.backup.address.to_string();
+    let mut list: Vec<String> = now
+        .split(',')
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty() && *a != env.vps_pg.0)
+        .collect();
+    if !list.iter().any(|a| a == "*" || *a == ours) {
+        list.push(ours);
+    }
+    let want = list.join(",");
+    if want == now {
+        return Ok(());
+    }
+    pgrepl::execute(
+        &here,
+        &format!(
+            "ALTER SYSTEM SET listen_addresses = {}",
+            pgrepl::quote_literal(&want)
+        ),
+    )
+    .await
+    .map_err(f("setting listen_addresses on the standby"))?;
+    env.standby
+        .stop(StopMode::Fast)
+        .await
+        .map_err(f("restarting the standby"))?;
+    env.standby
+        .start()
+        .await
+        .map_err(f("restarting the standby"))?;
+    out.line(&format!(
+        "    the standby listens on {want} (was {now}, the VPS's)"
+    ));
+    Ok(())
+}
+
+/// The `listen_addresses` a server needs so that `addr` reaches it: `None` when it already
+/// listens there (or on every address), else its list with `addr` added (a restart).
+async fn listen_for(db: &dyn pgrepl::Sql, addr: &str) -> Result<Option<String>> {
+    let now = pgrepl::query_value(db, "SHOW listen_addresses")
+        .await
+        .map_err(f("reading listen_addresses"))?
+        .unwrap_or_default();
+    let list: Vec<&str> = now
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if list
+        .iter()
+        .any(|a| *a == "*" || *a == "0.0.0.0" || *a == "::" || *a == addr)
+    {
+        return Ok(None);
+    }
+    let mut new = list.join(",");
+    if !new.is_empty() {
+        new.push(',');
+    }
+    new.push_str(addr);
+    Ok(Some(new))
+}
+
 async fn has_slot(db: &dyn pgrepl::Sql, slot: &str) -> Result<bool> {
     Ok(pgrepl::list_slots(db)
         .await
@@ -539,12 +638,265 @@ async fn has_slot(db: &dyn pgrepl::Sql, slot: &str) -> Result<bool> {
         .any(|s| s.name == slot))
 }
 
+/// What the VPS is, as far as this server can tell right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VpsState {
+    /// SSH does not answer: the VPS is down or cut off; nothing here can fence it.
+    Unreachable(String),
+    /// Its cluster runs as a primary: it may take writes.
+    Primary,
+    /// Its cluster runs as a standby (it takes no writes).
+    Standby,
+    /// Its cluster does not run.
+    Stopped,
+    /// Its cluster runs but does not answer (frozen, overloaded): not fenced.
+    NotAnswering(String),
+}
+
+/// Looks at the VPS over SSH: is it reachable, does its cluster run, and as what.
+pub async fn vps_state(env: &Env) -> VpsState {
+    let limit = Duration::from_secs(15);
+    match tokio::time::timeout(limit, env.vps.run(&CommandSpec::new("true"))).await {
+        Err(_) => return VpsState::Unreachable("SSH did not answer within 15 s".into()),
+        Ok(Err(e)) => return VpsState::Unreachable(e.to_string()),
+        Ok(Ok(_)) => {}
+    }
+    match tokio::time::timeout(limit, env.vps_cluster.is_running()).await {
+        Ok(Ok(false)) => return VpsState::Stopped,
+        Ok(Ok(true)) => {}
+        Ok(Err(e)) => return VpsState::NotAnswering(e.to_string()),
+        Err(_) => return VpsState::NotAnswering("its cluster's state did not come in 15 s".into()),
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        is_primary(&env.vps_psql("postgres")),
+    )
+    .await
+    {
+        Ok(Ok(true)) => VpsState::Primary,
+        Ok(Ok(false)) => VpsState::Standby,
+        Ok(Err(e)) => VpsState::NotAnswering(e.to_string()),
+        Err(_) => VpsState::NotAnswering("it runs but did not answer a query within 10 s".into()),
+    }
+}
+
 /// Whether the VPS's PostgreSQL can be reached and is a primary (accepts writes).
 pub async fn vps_takes_writes(env: &Env) -> bool {
-    match tokio::time::timeout(Duration::from_secs(8), env.vps_sql("postgres")).await {
-        Ok(Ok(c)) => is_primary(&c).await.unwrap_or(false),
-        _ => false,
+    vps_state(env).await == VpsState::Primary
+}
+
+async fn fence(env: &Env, opts: &RunOptions, out: &dyn Reporter) -> Result<()> {
+    let label = env.vps_cluster.label();
+    match vps_state(env).await {
+        VpsState::Stopped => {
+            out.line(&format!("    {label} on the VPS does not run"));
+            Ok(())
+        }
+        VpsState::Standby => {
+            out.line(&format!("    {label} on the VPS is a standby: it takes no writes"));
+            Ok(())
+        }
+        VpsState::Unreachable(why) if opts.vps_unreachable => {
+            out.line(&format!(
+                "    the VPS cannot be reached ({why}); going on as acknowledged with --vps-unreachable: nothing fenced it, so it must not serve again until failback"
+            ));
+            Ok(())
+        }
+        VpsState::Unreachable(why) => Err(FailoverError::Refused(format!(
+            "the VPS cannot be reached over SSH ({why}): it may be down or cut off; nothing could fence it. If it is down, or you have cut it off, run again with --vps-unreachable (--yes does not imply it)"
+        ))),
+        state @ (VpsState::Primary | VpsState::NotAnswering(_)) => {
+            if !opts.force {
+                return Err(FailoverError::Refused(match state {
+                    VpsState::NotAnswering(why) => format!(
+                        "the VPS's PostgreSQL runs but does not answer ({why}): it is not fenced. Stop it on the VPS and run again, or pass --force to have odoo-standby stop it over SSH"
+                    ),
+                    _ => format!(
+                        "the VPS's PostgreSQL at {}:{} still accepts writes: failing over now would split the data in two. Stop it (or cut it off) and run again, or pass --force to have odoo-standby stop it over SSH",
+                        env.vps_pg.0, env.vps_pg.1
+                    ),
+                }));
+            }
+            out.line(&format!("    --force: stopping {label} over SSH"));
+            env.vps_cluster
+                .stop(StopMode::Fast)
+                .await
+                .map_err(f("stopping the VPS's PostgreSQL"))?;
+            match vps_state(env).await {
+                VpsState::Stopped | VpsState::Standby => Ok(()),
+                other => Err(FailoverError::Refused(format!(
+                    "the VPS's PostgreSQL was stopped but is still not fenced: {other:?}"
+                ))),
+            }
+        }
     }
+}
+
+/// Where the failover keeps the names of the files it found lost.
+pub fn lost_path(env: &Env) -> PathBuf {
+    env.cfg
+        .backup
+        .state_dir
+        .join(env.name())
+        .join("lost-files.json")
+}
+
+async fn lost_files(env: &Env, out: &dyn Reporter) -> Result<()> {
+    let fs = env.layout.data_dir().join("filestore");
+    let mut report = serde_json::Map::new();
+    for db in env.databases().await? {
+        let sql = env.standby_sql(&db);
+        let audit = filesync::audit::audit(&sql, &db, &fs, false)
+            .await
+            .map_err(|e| FailoverError::failed(format!("auditing {db}"), e))?;
+        let mut bundles = Vec::new();
+        for chunk in audit.missing.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(|n| pgrepl::quote_literal(n)).collect();
+            // Generated asset bundles are caches: without their rows Odoo builds them again;
+            // with a row whose file is missing it answers 500 for good.
+            bundles.extend(
+                crate::env::rows(
+                    &sql,
+                    &format!(
+                        "DELETE FROM ir_attachment WHERE store_fname IN ({}) AND res_model = 'ir.ui.view' AND url LIKE '/web/assets/%' RETURNING store_fname",
+                        list.join(",")
+                    ),
+                )
+                .await?,
+            );
+        }
+        let lost: Vec<&String> = audit
+            .missing
+            .iter()
+            .filter(|n| !bundles.contains(n))
+            .collect();
+        if lost.is_empty() && bundles.is_empty() {
+            out.line(&format!("    {db}: every referenced file is here"));
+        }
+        if !bundles.is_empty() {
+            out.line(&format!(
+                "    {db}: {} asset bundle(s) had no file here: their rows were removed, Odoo builds them again",
+                bundles.len()
+            ));
+        }
+        if !lost.is_empty() {
+            out.line(&format!(
+                "    {db}: LOST: {} attachment file(s) never reached this server (Odoo serves the rows without content):",
+                lost.len()
+            ));
+            for n in &lost {
+                out.line(&format!("      lost {db}/{n}"));
+            }
+        }
+        report.insert(
+            db.clone(),
+            serde_json::json!({ "lost": lost, "rebuilt_bundles": bundles }),
+        );
+    }
+    let path = lost_path(env);
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| FailoverError::failed(format!("writing {}", path.display()), e))
+}
+
+async fn odoo_files(env: &Env, out: &dyn Reporter) -> Result<()> {
+    let u = &env.cfg.backup.os_user;
+    let dd = env.layout.data_dir().display().to_string();
+    let owner = format!("{u}:{u}");
+    let fixed = env
+        .local
+        .run(
+            &CommandSpec::new("find")
+                .args([
+                    dd.as_str(),
+                    "(",
+                    "!",
+                    "-user",
+                    u,
+                    "-o",
+                    "!",
+                    "-group",
+                    u,
+                    ")",
+                ])
+                .args(["-print", "-exec", "chown", "-h", &owner, "{}", "+"]),
+        )
+        .await
+        .map_err(hf(format!("giving {dd} to {u}")))?;
+    let n = fixed.stdout_text().lines().count();
+    if n > 0 {
+        out.line(&format!(
+            "    {n} file(s) or folder(s) under {dd} were not {u}'s: now they are"
+        ));
+    }
+    // Where Odoo writes: the filestore and the sessions (`addons/<version>` is 0500 by
+    // Odoo's own choice).
+    let mut spec = CommandSpec::new("find");
+    for sub in ["filestore", "sessions"] {
+        let p = env.layout.data_dir().join(sub);
+        if p.is_dir() {
+            spec = spec.arg(p.display().to_string());
+        }
+    }
+    if spec.arguments().is_empty() {
+        return Ok(());
+    }
+    let stuck = env
+        .local
+        .run(
+            &spec
+                .args(["-type", "d", "!", "-writable"])
+                .run_as(u.clone()),
+        )
+        .await
+        .map_err(hf(format!("checking as {u} that {dd} is writable")))?;
+    let stuck: Vec<String> = stuck.stdout_text().lines().map(str::to_owned).collect();
+    if !stuck.is_empty() {
+        return Err(FailoverError::Refused(format!(
+            "{u} cannot write in {} folder(s) under {dd}, e.g. {}: Odoo would commit attachments there and lose their files; fix their modes",
+            stuck.len(),
+            stuck[0]
+        )));
+    }
+    Ok(())
+}
+
+async fn check_http(env: &Env, out: &dyn Reporter) -> Result<()> {
+    let text = env
+        .local
+        .read_file(&env.layout.conf())
+        .await
+        .map_err(hf(format!("reading {}", env.layout.conf().display())))?;
+    let conf = OdooConf::parse(&String::from_utf8_lossy(&text), "odoo.conf")
+        .map_err(|e| FailoverError::failed("reading odoo.conf", e))?;
+    let (addr, port) = (conf.http_local_address(), conf.http_port());
+    let fs = env.layout.data_dir().join("filestore");
+    for db in env.databases().await? {
+        let candidates = env
+            .standby_sql(&db)
+            .query("SELECT id::text, checksum, store_fname FROM ir_attachment WHERE public AND type = 'binary' AND store_fname IS NOT NULL AND checksum IS NOT NULL ORDER BY id DESC LIMIT 50")
+            .await
+            .map_err(f(format!("listing public attachments of {db}")))?;
+        let pick = candidates.into_iter().find_map(|r| {
+            let id = r.first().cloned().flatten()?.parse::<i64>().ok()?;
+            let sum = r.get(1).cloned().flatten()?;
+            let name = r.get(2).cloned().flatten()?;
+            fs.join(&db).join(&name).is_file().then_some((id, sum))
+        });
+        let seen =
+            odoo_instance::http::check_serving(&addr, port, &db, pick, Duration::from_secs(90))
+                .await
+                .map_err(|e| FailoverError::failed(format!("checking Odoo on {addr}:{port}"), e))?;
+        out.line(&format!(
+            "    {db}: http://{addr}:{port}/web/login answers 200{}",
+            match (seen.attachment, &seen.asset) {
+                (Some(id), _) => format!("; attachment {id} downloads with its bytes"),
+                (None, Some(a)) => format!("; no public attachment yet, asset bundle {a} served"),
+                (None, None) => "; nothing to download on the login page".into(),
+            }
+        ));
+    }
+    Ok(())
 }
 
 /// The marker that pauses `odoo-standby sync` for an instance (written by failover).
@@ -638,6 +990,39 @@ async fn odoo_conf(env: &Env) -> Result<String> {
     Ok(conf.render())
 }
 
+async fn odoo_login(env: &Env, out: &dyn Reporter) -> Result<()> {
+    let os_user = &env.cfg.backup.os_user;
+    let text = odoo_conf(env).await?;
+    let conf = OdooConf::parse(&text, "odoo.conf")
+        .map_err(|e| FailoverError::failed("reading the rewritten odoo.conf", e))?;
+    let Some(role) = conf.db_user().map(str::to_owned) else {
+        out.line(&format!(
+            "    odoo.conf sets no db_user: Odoo connects as {os_user} itself"
+        ));
+        return Ok(());
+    };
+    if &role == os_user {
+        return Ok(());
+    }
+    let role = Name::new("db_user", &role).map_err(f("odoo.conf's db_user"))?;
+    let changed = pgrepl::allow_local_login(
+        &env.standby_sql("postgres"),
+        env.standby.host().as_ref(),
+        os_user,
+        &role,
+    )
+    .await
+    .map_err(f("letting the Odoo user log in to the standby"))?;
+    if changed {
+        out.line(&format!(
+            "    {os_user} may now log in to {} as role {role} (peer, map {})",
+            env.standby.label(),
+            pgrepl::hba::LOGIN_MAP
+        ));
+    }
+    Ok(())
+}
+
 fn odoo_unit(env: &Env) -> String {
     let cluster_unit = match &env.cfg.backup.clusters_dir {
         None => odoo_instance::unit::cluster_unit(env.cfg.backup.pg_version, env.name()),
@@ -680,18 +1065,14 @@ async fn nginx_site(env: &Env) -> Result<String> {
         Ok(b) => OdooConf::parse(&String::from_utf8_lossy(&b), "odoo.conf").ok(),
         Err(_) => None,
     };
-    let port = |k: &str, d: u16| {
-        conf.as_ref()
-            .and_then(|c| c.get(k))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(d)
-    };
+    let http_port = conf.as_ref().map(OdooConf::http_port).unwrap_or(8069);
+    let gevent_port = conf.as_ref().map(OdooConf::gevent_port).unwrap_or(8072);
     Ok(odoo_instance::nginx::render(
         &odoo_instance::nginx::NginxSite {
             instance: env.name().to_owned(),
             server_names: vec![env.ssh.host.clone()],
-            http_port: port("http_port", 8069),
-            gevent_port: port("gevent_port", 8072),
+            http_port,
+            gevent_port,
             odoo_major: 17,
             x_sendfile_data_dir: None,
         },
@@ -720,7 +1101,7 @@ async fn preflight(env: &Env, out: &dyn Reporter) -> Result<()> {
         "    SSH to {} works, host key verified",
         vps_label(env)
     ));
-    let admin = env.vps_sql("postgres").await?;
+    let admin = env.vps_psql("postgres");
     let row = admin
         .query("SELECT rolsuper::text, current_setting('server_version_num'), (SELECT sum(pg_database_size(datname))::bigint FROM pg_database)::text FROM pg_roles WHERE rolname = current_user")
         .await

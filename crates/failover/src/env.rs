@@ -8,7 +8,7 @@ use std::sync::Arc;
 use host::{Host, LocalHost, SshAuth, SshConfig, SshHost};
 use odoo_instance::Layout;
 use pgrepl::pgpass::PgpassEntry;
-use pgrepl::{Cluster, ConnInfo, DebianCluster, Name, PgClient, PlainCluster, Secret, Upstream};
+use pgrepl::{Cluster, ConnInfo, DebianCluster, Name, PlainCluster, Secret, Upstream};
 
 use crate::config::{Config, Instance, ServiceKind};
 use crate::error::{FailoverError, Result};
@@ -185,31 +185,14 @@ impl Env {
         &self.inst.name
     }
 
-    /// A superuser connection to the VPS's PostgreSQL (`pg` from the config), database `db`.
-    pub async fn vps_sql(&self, db: &str) -> Result<PgClient> {
-        let mut c =
-            ConnInfo::parse(&self.inst.pg).map_err(|e| FailoverError::failed("instance pg", e))?;
-        c.set("dbname", db);
-        if c.get("connect_timeout").is_none() {
-            c.set("connect_timeout", "5");
-        }
-        PgClient::connect(&c.to_libpq()).await.map_err(|e| {
-            FailoverError::failed(
-                format!(
-                    "connecting to the VPS's PostgreSQL at {}:{}",
-                    self.vps_pg.0, self.vps_pg.1
-                ),
-                e,
-            )
-        })
-    }
-
     /// `psql` to the standby cluster here, as its OS user.
     pub fn standby_sql(&self, db: &str) -> pgrepl::Psql {
         self.standby.psql(db)
     }
 
-    /// `psql` to the VPS's cluster as its OS user, over SSH.
+    /// `psql` to the VPS's cluster as its OS user, over SSH (peer authentication on its
+    /// socket: no superuser password travels or is stored; the login user needs the sudoers
+    /// rule that lets it run commands as that OS user, see `odoo-standby vps-sudoers`).
     pub fn vps_psql(&self, db: &str) -> pgrepl::Psql {
         self.vps_cluster.psql(db)
     }
@@ -376,7 +359,7 @@ impl Env {
         let list = if standby_up {
             rows(&self.standby_sql("postgres"), sql).await?
         } else {
-            rows(&self.vps_sql("postgres").await?, sql).await?
+            rows(&self.vps_psql("postgres"), sql).await?
         };
         for db in list {
             let q = "SELECT to_regclass('public.ir_attachment') IS NOT NULL";
@@ -386,10 +369,10 @@ impl Env {
                     .ok()
                     .flatten()
             } else {
-                match self.vps_sql(&db).await {
-                    Ok(c) => pgrepl::query_value(&c, q).await.ok().flatten(),
-                    Err(_) => None,
-                }
+                pgrepl::query_value(&self.vps_psql(&db), q)
+                    .await
+                    .ok()
+                    .flatten()
             };
             if has.as_deref() == Some("t") {
                 names.push(db);

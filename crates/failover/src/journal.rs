@@ -30,6 +30,10 @@ pub struct Current {
     /// `--restart-vps` was given (protect).
     #[serde(default)]
     pub restart_vps: bool,
+    /// `--vps-unreachable` was given (failover): a resume keeps the acknowledgement, but the
+    /// fence is checked again, so a VPS that came back is never ignored.
+    #[serde(default)]
+    pub vps_unreachable: bool,
     /// When it started (seconds since the epoch).
     pub started: u64,
 }
@@ -219,6 +223,7 @@ mod tests {
             run: "r1".into(),
             force: false,
             restart_vps: false,
+            vps_unreachable: false,
             started: 1,
         };
         j.begin(&c).unwrap();

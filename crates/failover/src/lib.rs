@@ -27,9 +27,12 @@ mod journal;
 mod plan;
 mod services;
 mod status;
+mod sudoers;
 mod sync;
 
-pub use actions::{missing_files, paused_file, vps_takes_writes, Action};
+pub use actions::{
+    lost_path, missing_files, paused_file, vps_state, vps_takes_writes, Action, VpsState,
+};
 pub use config::{Backup, Config, ConfigError, Instance, ServiceKind, EXAMPLE};
 pub use env::{rows, Env, REPLICA_USER, REWIND_USER};
 pub use error::{FailoverError, Result};
@@ -37,4 +40,5 @@ pub use journal::{Current, Entry, Journal};
 pub use plan::{resume, start, Operation, Plan, Reporter, RunOptions, Step};
 pub use services::{Service, Supervised, Supervisor, Systemd};
 pub use status::{status, DbHealth, FilesHealth, InstanceStatus};
+pub use sudoers::{vps_root_commands, vps_sudoers};
 pub use sync::{sync_pass, watch, Passes, SyncState};

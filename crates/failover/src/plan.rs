@@ -53,11 +53,15 @@ impl Operation {
                 Layout,
                 SeedFiles,
                 OdooConf,
+                OdooLogin,
                 OdooUnit,
                 SyncUnit,
                 StartSyncs,
             ],
-            Self::Failover => vec![Fence, Confirm, StopSyncs, Promote, Smoke, StartOdoo, Nginx],
+            Self::Failover => vec![
+                Fence, Confirm, StopSyncs, Promote, LostFiles, OdooFiles, Smoke, StartOdoo,
+                CheckHttp, Nginx,
+            ],
             Self::Failback => vec![
                 StopVpsOdoo,
                 PrepareBackupPrimary,
@@ -152,6 +156,9 @@ pub struct RunOptions {
     pub yes: bool,
     /// Protect: restart the VPS's PostgreSQL when a setting needs it.
     pub restart_vps: bool,
+    /// Failover: go on although the VPS cannot be reached, so nothing could fence it (the
+    /// operator knows it is down or cut off). `yes` does not imply it.
+    pub vps_unreachable: bool,
 }
 
 /// Where progress goes (a terminal, a log, a test).
@@ -192,6 +199,7 @@ pub async fn start(env: &Env, op: Operation, opts: &RunOptions, out: &dyn Report
                 run: format!("{}-{now}-{}", op.as_str(), std::process::id()),
                 force: opts.force,
                 restart_vps: opts.restart_vps,
+                vps_unreachable: opts.vps_unreachable,
                 started: now,
             };
             journal.begin(&c)?;
@@ -221,6 +229,7 @@ pub async fn resume(env: &Env, opts: &RunOptions, out: &dyn Reporter) -> Result<
         force: current.force || opts.force,
         yes: opts.yes,
         restart_vps: current.restart_vps || opts.restart_vps,
+        vps_unreachable: current.vps_unreachable || opts.vps_unreachable,
     };
     run(env, &journal, &current, op, &opts, out).await?;
     Ok(true)
@@ -251,7 +260,7 @@ async fn run(
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         let n = i + 1;
-        if done.contains(step.id) {
+        if done.contains(step.id) && !step.action.every_run() {
             out.line(&format!("[{n}/{total}] {}: done earlier", step.description));
             continue;
         }

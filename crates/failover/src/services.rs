@@ -40,6 +40,8 @@ pub trait Supervisor: Send + Sync {
     fn start_shown(&self, s: &Service) -> Vec<String>;
     /// What `stop` runs, for plans.
     fn stop_shown(&self, s: &Service) -> Vec<String>;
+    /// The commands `start` and `stop` run as root (for the VPS's sudoers drop-in).
+    fn root_commands(&self, s: &Service) -> Vec<CommandSpec>;
 }
 
 fn failed(what: String, host: &dyn Host) -> impl FnOnce(host::HostError) -> FailoverError + '_ {
@@ -58,8 +60,28 @@ impl Systemd {
     }
 }
 
+/// `systemctl ARGS` as root (a login user that is not root goes through sudo for it).
 fn systemctl(args: &[&str]) -> CommandSpec {
+    CommandSpec::new("/usr/bin/systemctl")
+        .args(args.iter().copied())
+        .run_as("root")
+}
+
+/// A question to systemd, which any user may ask.
+fn systemctl_query(args: &[&str]) -> CommandSpec {
     CommandSpec::new("systemctl").args(args.iter().copied())
+}
+
+impl Systemd {
+    /// What `start` runs for a unit systemd knows already (a unit file of ours is linked
+    /// first, by `odoo_instance::unit::install`).
+    fn start_spec(s: &Service) -> CommandSpec {
+        systemctl(&["enable", "--now", &s.unit])
+    }
+
+    fn stop_spec(s: &Service) -> CommandSpec {
+        systemctl(&["disable", "--now", &s.unit])
+    }
 }
 
 #[async_trait]
@@ -67,7 +89,7 @@ impl Supervisor for Systemd {
     async fn is_active(&self, s: &Service) -> Result<bool> {
         let out = self
             .host
-            .run_unchecked(&systemctl(&["is-active", "--quiet", &s.unit]))
+            .run_unchecked(&systemctl_query(&["is-active", "--quiet", &s.unit]))
             .await
             .map_err(failed(
                 format!("asking systemd about {}", s.unit),
@@ -84,7 +106,7 @@ impl Supervisor for Systemd {
             return Ok(());
         }
         self.host
-            .run(&systemctl(&["enable", "--now", &s.unit]))
+            .run(&Self::start_spec(s))
             .await
             .map_err(failed(format!("starting {}", s.unit), self.host.as_ref()))?;
         Ok(())
@@ -93,14 +115,14 @@ impl Supervisor for Systemd {
     async fn stop(&self, s: &Service) -> Result<()> {
         let known = self
             .host
-            .run_unchecked(&systemctl(&["cat", &s.unit]))
+            .run_unchecked(&systemctl_query(&["cat", &s.unit]))
             .await
             .map_err(failed(format!("looking up {}", s.unit), self.host.as_ref()))?;
         if !known.status.success() {
             return Ok(());
         }
         self.host
-            .run(&systemctl(&["disable", "--now", &s.unit]))
+            .run(&Self::stop_spec(s))
             .await
             .map_err(failed(format!("stopping {}", s.unit), self.host.as_ref()))?;
         Ok(())
@@ -112,12 +134,16 @@ impl Supervisor for Systemd {
             v.push(format!("systemctl link {}", f.display()));
             v.push("systemctl daemon-reload".into());
         }
-        v.push(format!("systemctl enable --now {}", s.unit));
+        v.push(Self::start_spec(s).to_string());
         v
     }
 
     fn stop_shown(&self, s: &Service) -> Vec<String> {
-        vec![format!("systemctl disable --now {}", s.unit)]
+        vec![Self::stop_spec(s).to_string()]
+    }
+
+    fn root_commands(&self, s: &Service) -> Vec<CommandSpec> {
+        vec![Self::start_spec(s), Self::stop_spec(s)]
     }
 }
 
@@ -301,5 +327,9 @@ impl Supervisor for Supervised {
             self.pid_file(s).display(),
             s.argv.join(" ")
         )]
+    }
+
+    fn root_commands(&self, _s: &Service) -> Vec<CommandSpec> {
+        Vec::new()
     }
 }

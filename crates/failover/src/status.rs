@@ -101,9 +101,9 @@ pub async fn status(env: &Env) -> InstanceStatus {
         }
     };
     if role == "standby" {
-        match tokio::time::timeout(std::time::Duration::from_secs(8), env.vps_sql("postgres")).await
-        {
-            Ok(Ok(vps)) => match pgrepl::status(&vps).await {
+        let vps = env.vps_psql("postgres");
+        match tokio::time::timeout(std::time::Duration::from_secs(15), pgrepl::status(&vps)).await {
+            Ok(r) => match r {
                 Ok(pgrepl::Status::Primary(p)) => {
                     if let Some(r) = p.replicas.iter().find(|r| r.application_name == env.name()) {
                         db.lag_bytes = r.lag_bytes;

@@ -311,8 +311,10 @@ pub async fn sync_db_tracked(
     if !wanted.is_empty() {
         let remote = vps.filestore.join(db);
         vps.ensure_dir(db, &remote).await?;
+        let owner = owner_of_nearest(&local);
         std::fs::create_dir_all(&local)
             .map_err(|e| SyncError::local("cannot create", &local, e))?;
+        give(&local, owner);
         for batch in wanted.chunks(opts.batch.max(1)) {
             let got = fetch(vps, db, &local, batch, opts.verify_sha1).await;
             // Whatever was renamed into place is complete: index it even if the stream broke.
@@ -468,8 +470,31 @@ fn broken(e: impl std::fmt::Display) -> SyncError {
     }
 }
 
+/// The owner (uid, gid) of `path`, or of its nearest existing parent: what a new file or
+/// folder of the filestore gets, so that Odoo's user, who owns the filestore, can write
+/// beside it after a failover whoever runs the sync (real Odoo writing into a folder it does
+/// not own commits the row and loses the file).
+pub(crate) fn owner_of_nearest(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .find_map(|p| std::fs::metadata(p).ok())
+        .map(|m| (m.uid(), m.gid()))
+}
+
+/// Gives `path` to `owner` when we are not that owner (nothing to do, or nothing we may do,
+/// otherwise: a sync run as Odoo's user makes its files its own).
+pub(crate) fn give(path: &Path, owner: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = owner {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != uid {
+            let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
+        }
+    }
+}
+
 /// Reads a tar stream; writes each wanted regular file to `<name>.odoo-standby-tmp`, checks
-/// its size (and SHA-1), renames it into place. Returns what was done and the first error.
+/// its size (and SHA-1), renames it into place, owned as `local` is. Returns what was done
+/// and the first error.
 pub(crate) fn unpack(
     input: impl Read,
     local: &Path,
@@ -481,6 +506,7 @@ pub(crate) fn unpack(
     // tens of thousands of files, and zeroing a buffer or stat-ing a folder per file shows.
     let mut buf = vec![0u8; 128 * 1024];
     let mut made: HashSet<PathBuf> = HashSet::new();
+    let owner = owner_of_nearest(local);
     let mut archive = tar::Archive::new(input);
     let entries = match archive.entries() {
         Ok(e) => e,
@@ -507,8 +533,12 @@ pub(crate) fn unpack(
         let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", final_path.display()));
         if let Some(dir) = final_path.parent() {
             if !made.contains(dir) {
+                let new = !dir.exists();
                 if let Err(e) = std::fs::create_dir_all(dir) {
                     return (done, Some(SyncError::local("cannot create", dir, e)));
+                }
+                if new {
+                    give(dir, owner);
                 }
                 made.insert(dir.to_owned());
             }
@@ -522,6 +552,7 @@ pub(crate) fn unpack(
             &mut buf,
         ) {
             Ok(true) => {
+                give(&final_path, owner);
                 done.bytes += size;
                 done.names.push(name);
             }

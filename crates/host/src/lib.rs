@@ -12,7 +12,8 @@
 //! exit status and the end of stderr, with every registered secret replaced by `***`.
 //!
 //! File operations (read, atomic write with mode and owner, stat, mkdir -p, symlink, remove,
-//! rename) are built once on top of [`Host::run`], so they behave the same on every host.
+//! rename) are built once on top of [`Host::run`], so they behave the same on every host;
+//! [`FilesAs`] runs them as another OS user (a server's own files, as their owner).
 //!
 //! ```no_run
 //! use host::{CommandSpec, Host, LocalHost, Ownership};
@@ -35,6 +36,7 @@
 
 mod error;
 mod file;
+mod files_as;
 mod local;
 pub mod quote;
 mod spec;
@@ -47,6 +49,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::{HostError, HostErrorKind};
 pub use file::{FileKind, FileStat, Ownership};
+pub use files_as::FilesAs;
 pub use local::LocalHost;
 pub use spec::{CommandSpec, ExitStatus, Output};
 pub use ssh::{fingerprint_sha256, scan_host_key, ScannedKey, SshAuth, SshConfig, SshHost};

@@ -162,6 +162,44 @@ impl OdooConf {
             .is_some_and(|v| !matches!(v.trim(), "" | "False" | "None"))
     }
 
+    /// The port Odoo serves HTTP on: `http_port` (or its legacy name `xmlrpc_port`), 8069
+    /// when unset, as Odoo reads it.
+    pub fn http_port(&self) -> u16 {
+        ["http_port", "xmlrpc_port"]
+            .iter()
+            .filter(|k| self.is_set(k))
+            .find_map(|k| self.get(k).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(8069)
+    }
+
+    /// The address a client on the same machine reaches Odoo's HTTP at: `http_interface`
+    /// (legacy `xmlrpc_interface`), or 127.0.0.1 when Odoo listens on every address.
+    pub fn http_local_address(&self) -> String {
+        ["http_interface", "xmlrpc_interface"]
+            .iter()
+            .filter(|k| self.is_set(k))
+            .find_map(|k| self.get(k).map(|v| v.trim().to_owned()))
+            .filter(|v| v != "0.0.0.0" && v != "::")
+            .unwrap_or_else(|| "127.0.0.1".into())
+    }
+
+    /// The gevent (websocket/longpolling) port: `gevent_port`, legacy `longpolling_port`,
+    /// 8072 when unset.
+    pub fn gevent_port(&self) -> u16 {
+        ["gevent_port", "longpolling_port"]
+            .iter()
+            .filter(|k| self.is_set(k))
+            .find_map(|k| self.get(k).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(8072)
+    }
+
+    /// The role Odoo connects as (`db_user`), `None` when unset (then the OS user's name).
+    pub fn db_user(&self) -> Option<&str> {
+        self.is_set("db_user")
+            .then(|| self.get("db_user").map(str::trim))
+            .flatten()
+    }
+
     /// Every `[options]` key, in file order.
     pub fn keys(&self) -> Vec<&str> {
         self.entries

@@ -29,6 +29,14 @@ pub enum InstanceError {
         /// What it said.
         problems: String,
     },
+    /// Odoo did not serve what a running instance must serve.
+    #[error("Odoo does not serve {url}: {problem}")]
+    NotServing {
+        /// What was asked.
+        url: String,
+        /// What happened instead, and for how long we tried.
+        problem: String,
+    },
     /// A command on a host failed.
     #[error("{during}")]
     Host {

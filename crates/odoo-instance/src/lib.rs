@@ -8,6 +8,7 @@
 //! - [`unit`]: the systemd unit, `systemd-analyze verify`, install and remove.
 //! - [`smoke`]: `odoo-bin -d DB --stop-after-init` as the OS user, failures diagnosed into the
 //!   runbook's classes, each with a fix to run on purpose.
+//! - [`http`]: the check of a started instance by HTTP (login page, one attachment).
 //! - [`nginx`]: a site file for the promoted instance.
 //!
 //! ```
@@ -27,6 +28,7 @@
 
 mod conf;
 mod error;
+pub mod http;
 mod layout;
 pub mod nginx;
 mod relocate;

@@ -102,8 +102,11 @@ pub async fn verify(host: &dyn Host, unit_file: &Path) -> Result<()> {
     }
 }
 
+/// `systemctl ARGS` as root.
 fn systemctl(args: &[&str]) -> CommandSpec {
-    CommandSpec::new("systemctl").args(args.iter().copied())
+    CommandSpec::new("/usr/bin/systemctl")
+        .args(args.iter().copied())
+        .run_as("root")
 }
 
 /// Links the unit into systemd, reloads, enables it, and starts it when `start`. Each step
@@ -136,7 +139,7 @@ pub async fn install(host: &dyn Host, unit_file: &Path, start: bool) -> Result<(
 /// know it. The unit file itself stays in the instance folder.
 pub async fn remove(host: &dyn Host, unit_name: &str) -> Result<()> {
     let known = host
-        .run_unchecked(&systemctl(&["cat", unit_name]))
+        .run_unchecked(&CommandSpec::new("systemctl").args(["cat", unit_name]))
         .await
         .map_err(InstanceError::host(format!("looking up {unit_name}")))?;
     if !known.status.success() {

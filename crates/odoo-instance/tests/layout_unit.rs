@@ -107,12 +107,12 @@ async fn install_links_reloads_then_enables_and_remove_undoes_it() {
     let mut seq = Sequence::new();
     host.expect_name().returning(|| "backup".into());
     for want in [
-        "systemctl link /srv/r/vps1/odoo_vps1.service",
-        "systemctl daemon-reload",
-        "systemctl enable --now odoo_vps1.service",
+        "[as root] /usr/bin/systemctl link /srv/r/vps1/odoo_vps1.service",
+        "[as root] /usr/bin/systemctl daemon-reload",
+        "[as root] /usr/bin/systemctl enable --now odoo_vps1.service",
         "systemctl cat odoo_vps1.service",
-        "systemctl disable --now odoo_vps1.service",
-        "systemctl daemon-reload",
+        "[as root] /usr/bin/systemctl disable --now odoo_vps1.service",
+        "[as root] /usr/bin/systemctl daemon-reload",
     ] {
         let checked = !want.contains(" cat ");
         let w = want.to_owned();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use host::{CommandSpec, Host, HostErrorKind, Ownership};
+use host::{CommandSpec, FilesAs, Host, HostErrorKind, Ownership};
 
 use crate::error::{PgreplError, Result};
 use crate::ident::Name;
@@ -62,6 +62,12 @@ pub trait Cluster: Send + Sync {
     /// Stops it and waits.
     async fn stop(&self, mode: StopMode) -> Result<()>;
 
+    /// The commands it runs as root on its machine (for a sudoers drop-in: a login user
+    /// that is not root needs exactly these). Empty when it needs none.
+    fn root_commands(&self) -> Vec<CommandSpec> {
+        Vec::new()
+    }
+
     /// `psql` to it as its OS user over its socket.
     fn psql(&self, db: &str) -> Psql {
         Psql::new(
@@ -79,7 +85,8 @@ fn host_err(during: String) -> impl FnOnce(host::HostError) -> PgreplError {
     move |e| PgreplError::host(during, e)
 }
 
-/// A data directory run with `pg_ctl` (also what the sandbox uses).
+/// A data directory run with `pg_ctl` (also what the sandbox uses). Its files are read and
+/// written as its OS user.
 #[derive(Clone)]
 pub struct PlainCluster {
     host: Arc<dyn Host>,
@@ -115,12 +122,13 @@ impl PlainCluster {
                 format!("{text:?}: use a path without spaces or quotes"),
             ));
         }
+        let os_user = os_user.into();
         Ok(Self {
-            host,
+            host: Arc::new(FilesAs::new(host, os_user.clone())),
             bindir: bindir.into(),
             data_dir: data_dir.into(),
             port,
-            os_user: os_user.into(),
+            os_user,
             socket_dir,
             log_file: log_file.into(),
         })
@@ -226,6 +234,13 @@ impl Cluster for PlainCluster {
 }
 
 /// A Debian postgresql-common cluster `VERSION/NAME`.
+///
+/// Under systemd a cluster is started and stopped by root (`pg_ctlcluster` hands the request
+/// to `systemctl`, so the unit stays the cluster's supervisor; as `postgres` it would run
+/// outside systemd and leave the unit failed). Its files (`/etc/postgresql/V/N`, the data
+/// directory) are read and written as `postgres`. So on a machine we log in to as another
+/// user, exactly [`Cluster::root_commands`] go through `sudo`, and the rest runs as
+/// `postgres`.
 #[derive(Clone)]
 pub struct DebianCluster {
     host: Arc<dyn Host>,
@@ -275,7 +290,7 @@ impl DebianCluster {
     /// Cluster `version/name`, which has or will have `port` (`pg_createcluster -p`).
     pub fn new(host: Arc<dyn Host>, version: u32, name: Name, port: u16) -> Self {
         Self {
-            host,
+            host: Arc::new(FilesAs::new(host, "postgres")),
             version,
             name,
             port,
@@ -307,14 +322,20 @@ impl DebianCluster {
             .find(|c| c.version == self.version && c.name == self.name.as_str()))
     }
 
+    /// `pg_ctlcluster VERSION NAME ACTION` as root (what `start` and `stop` run).
     fn ctl(&self, action: &str) -> CommandSpec {
-        CommandSpec::new("pg_ctlcluster")
+        CommandSpec::new("/usr/bin/pg_ctlcluster")
             .args([
                 self.version.to_string(),
                 self.name.to_string(),
                 action.to_owned(),
             ])
+            .run_as("root")
             .timeout(Duration::from_secs(300))
+    }
+
+    fn stop_spec(&self, mode: StopMode) -> CommandSpec {
+        self.ctl("stop").args(["-m", mode.as_str()])
     }
 }
 
@@ -365,7 +386,8 @@ impl Cluster for DebianCluster {
             .run(
                 &CommandSpec::new("pg_createcluster")
                     .args([self.version.to_string(), self.name.to_string()])
-                    .args(["-p", &self.port.to_string()]),
+                    .args(["-p", &self.port.to_string()])
+                    .run_as("root"),
             )
             .await
             .map_err(host_err(format!("creating cluster {}", self.label())))
@@ -395,10 +417,14 @@ impl Cluster for DebianCluster {
             return Ok(());
         }
         self.host
-            .run(&self.ctl("stop").args(["-m", mode.as_str()]))
+            .run(&self.stop_spec(mode))
             .await
             .map_err(host_err(format!("stopping cluster {}", self.label())))
             .map(drop)
+    }
+
+    fn root_commands(&self) -> Vec<CommandSpec> {
+        vec![self.ctl("start"), self.stop_spec(StopMode::Fast)]
     }
 }
 

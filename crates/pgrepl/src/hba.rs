@@ -74,20 +74,34 @@ pub fn block_lines(
     lines
 }
 
+/// First line of the block that lets a local OS user log in as a role ([`local_login_lines`]).
+pub const LOGIN_BEGIN: &str =
+    "# BEGIN odoo-standby local login (managed by pgrepl: lines in this block are replaced)";
+/// Last line of that block.
+pub const LOGIN_END: &str = "# END odoo-standby local login";
+/// The pg_ident.conf map our local-login line uses.
+pub const LOGIN_MAP: &str = "odoo_standby";
+
 /// `text` with our block replaced by `block` (or put first when absent). Line endings of the
 /// file (LF or CRLF) are kept.
 pub fn with_block(text: &str, block: &[String]) -> String {
+    with_marked(text, BEGIN, END, block)
+}
+
+/// `text` with the block between `begin` and `end` lines replaced by `block` (which holds
+/// those lines itself), or `block` put first when there is none.
+pub fn with_marked(text: &str, begin: &str, end: &str, block: &[String]) -> String {
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let rendered: String = block.iter().map(|l| format!("{l}{eol}")).collect();
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let start = lines.iter().position(|l| l.trim_end() == BEGIN);
-    let end = start.and_then(|s| {
+    let start = lines.iter().position(|l| l.trim_end() == begin);
+    let stop = start.and_then(|s| {
         lines[s..]
             .iter()
-            .position(|l| l.trim_end() == END)
+            .position(|l| l.trim_end() == end)
             .map(|e| s + e)
     });
-    match (start, end) {
+    match (start, stop) {
         (Some(s), Some(e)) => {
             let mut out: String = lines[..s].concat();
             out.push_str(&rendered);
@@ -98,14 +112,96 @@ pub fn with_block(text: &str, block: &[String]) -> String {
     }
 }
 
+/// The configuration files a block can go in.
+#[derive(Clone, Copy, Debug)]
+enum File {
+    Hba,
+    Ident,
+}
+
+impl File {
+    fn setting(self) -> &'static str {
+        match self {
+            Self::Hba => "hba_file",
+            Self::Ident => "ident_file",
+        }
+    }
+    fn view(self) -> &'static str {
+        match self {
+            Self::Hba => "pg_hba_file_rules",
+            Self::Ident => "pg_ident_file_mappings",
+        }
+    }
+}
+
 /// Puts our block in the server's pg_hba.conf (found with `SHOW hba_file`), has the server
 /// check the new file (`pg_hba_file_rules`) before reloading, and puts the old file back if
 /// it finds an error. Returns whether the file changed.
 pub async fn ensure_block(db: &dyn Sql, host: &dyn Host, block: &[String]) -> Result<bool> {
-    let path = crate::sql::query_value(db, "SHOW hba_file")
+    let changed = ensure_in(db, host, File::Hba, BEGIN, END, block).await?;
+    if changed {
+        execute(db, "SELECT pg_reload_conf()").await?;
+    }
+    Ok(changed)
+}
+
+/// The lines that let OS user `os_user` connect over the local socket as `role`: a
+/// pg_hba.conf block (`local all ROLE peer map=odoo_standby`) and a pg_ident.conf block
+/// (`odoo_standby OS_USER ROLE`).
+pub fn local_login_lines(os_user: &str, role: &Name) -> (Vec<String>, Vec<String>) {
+    let hba = vec![
+        LOGIN_BEGIN.to_owned(),
+        format!("local   all          {role:<16}peer map={LOGIN_MAP}"),
+        LOGIN_END.to_owned(),
+    ];
+    let ident = vec![
+        LOGIN_BEGIN.to_owned(),
+        format!("{LOGIN_MAP:<16}{os_user:<16}{role}"),
+        LOGIN_END.to_owned(),
+    ];
+    (hba, ident)
+}
+
+/// Lets OS user `os_user` log in over the local socket as `role` (peer authentication with a
+/// user-name map), so that a promoted Odoo run by the backup's own user connects as the
+/// VPS's role, which owns the database, and nothing has to change owner. Each file is checked
+/// by the server before the reload. Returns whether anything changed.
+pub async fn allow_local_login(
+    db: &dyn Sql,
+    host: &dyn Host,
+    os_user: &str,
+    role: &Name,
+) -> Result<bool> {
+    if !crate::ident::valid_os_user(os_user) {
+        return Err(PgreplError::invalid(
+            "OS user",
+            format!("{os_user:?} is not a user name"),
+        ));
+    }
+    let (hba, ident) = local_login_lines(os_user, role);
+    let a = ensure_in(db, host, File::Ident, LOGIN_BEGIN, LOGIN_END, &ident).await?;
+    let b = ensure_in(db, host, File::Hba, LOGIN_BEGIN, LOGIN_END, &hba).await?;
+    if a || b {
+        execute(db, "SELECT pg_reload_conf()").await?;
+    }
+    Ok(a || b)
+}
+
+async fn ensure_in(
+    db: &dyn Sql,
+    host: &dyn Host,
+    file: File,
+    begin: &str,
+    end: &str,
+    block: &[String],
+) -> Result<bool> {
+    let path = crate::sql::query_value(db, &format!("SHOW {}", file.setting()))
         .await?
         .ok_or_else(|| {
-            PgreplError::State("the server did not say where its pg_hba.conf is".into())
+            PgreplError::State(format!(
+                "the server did not say where its {} is",
+                file.setting()
+            ))
         })?;
     let path = std::path::PathBuf::from(path);
     let old = host
@@ -113,7 +209,7 @@ pub async fn ensure_block(db: &dyn Sql, host: &dyn Host, block: &[String]) -> Re
         .await
         .map_err(|e| PgreplError::host(format!("reading {}", path.display()), e))?;
     let old = String::from_utf8_lossy(&old).into_owned();
-    let new = with_block(&old, block);
+    let new = with_marked(&old, begin, end, block);
     if new == old {
         return Ok(false);
     }
@@ -133,9 +229,10 @@ pub async fn ensure_block(db: &dyn Sql, host: &dyn Host, block: &[String]) -> Re
         }
     };
     write(new).await?;
+    let view = file.view();
     let errors = db
         .query(&format!(
-            "SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL \
+            "SELECT line_number, error FROM {view} WHERE error IS NOT NULL \
              AND file_name = {}",
             quote_literal(&path.display().to_string())
         ))
@@ -143,13 +240,17 @@ pub async fn ensure_block(db: &dyn Sql, host: &dyn Host, block: &[String]) -> Re
     let errors = match errors {
         // PostgreSQL < 16 has no file_name column.
         Err(e) if e.sqlstate() == Some("42703") => {
-            db.query("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
-                .await
+            db.query(&format!(
+                "SELECT line_number, error FROM {view} WHERE error IS NOT NULL"
+            ))
+            .await
         }
+        // PostgreSQL < 15 has no pg_ident_file_mappings: nothing to check it with.
+        Err(e) if e.sqlstate() == Some("42P01") => Ok(Vec::new()),
         other => other,
     };
     match errors {
-        Ok(rows) if rows.is_empty() => {}
+        Ok(rows) if rows.is_empty() => Ok(true),
         Ok(rows) => {
             write(old).await?;
             let what: Vec<String> = rows
@@ -162,19 +263,17 @@ pub async fn ensure_block(db: &dyn Sql, host: &dyn Host, block: &[String]) -> Re
                     )
                 })
                 .collect();
-            return Err(PgreplError::State(format!(
+            Err(PgreplError::State(format!(
                 "the server found errors in {} with our block, so the old file was put back: {}",
                 path.display(),
                 what.join("; ")
-            )));
+            )))
         }
         Err(e) => {
             write(old).await?;
-            return Err(e);
+            Err(e)
         }
     }
-    execute(db, "SELECT pg_reload_conf()").await?;
-    Ok(true)
 }
 
 #[cfg(test)]

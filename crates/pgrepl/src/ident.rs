@@ -42,6 +42,15 @@ impl fmt::Display for Name {
     }
 }
 
+/// Whether `name` is a POSIX user name as Debian's `useradd` accepts it (it goes into
+/// pg_ident.conf, where a space would split it).
+pub(crate) fn valid_os_user(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && name.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
 /// Quotes an identifier as PostgreSQL's `quote_ident` does.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))

@@ -35,7 +35,7 @@ mod cluster;
 mod conninfo;
 pub mod divergence;
 mod error;
-mod hba;
+pub mod hba;
 mod ident;
 mod lsn;
 pub mod pgpass;
@@ -58,7 +58,10 @@ pub use cluster::{
 pub use conninfo::ConnInfo;
 pub use divergence::{ControlData, Divergence};
 pub use error::{PgreplError, Result};
-pub use hba::{block_lines, cidr, with_block, BEGIN as HBA_BEGIN, END as HBA_END};
+pub use hba::{
+    allow_local_login, block_lines, cidr, local_login_lines, with_block, with_marked,
+    BEGIN as HBA_BEGIN, END as HBA_END,
+};
 pub use ident::{quote_ident, quote_literal, Name};
 pub use lsn::{Lsn, TimelineFork};
 pub use prepare::{prepare_primary, PrepareOptions, PrepareReport, Secret, REWIND_FUNCTIONS};

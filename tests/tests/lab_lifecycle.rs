@@ -1,0 +1,315 @@
+//! The lifecycle in the users' world: two systemd machines, postgresql-common, the VPS's
+//! Odoo user with exactly the product's sudo rules (installed from `odoo-standby
+//! vps-sudoers`), real Odoo 17 on both sides, every command run inside the backup machine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use odoo_standby_tests::LabWorld;
+use serde_json::Value;
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+/// The store names the failover printed as lost.
+fn lost_names(failover_out: &str) -> BTreeSet<String> {
+    failover_out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("lost "))
+        .filter_map(|n| n.split_once('/').map(|(_, name)| name.to_owned()))
+        .collect()
+}
+
+fn lines(w: &LabWorld, path: &str) -> usize {
+    w.backup()
+        .exec(&["cat", path])
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
+    let w = LabWorld::new();
+    // An admin's table made as postgres in the Odoo database: real Odoo ignores it, and so
+    // must every step of ours.
+    w.vps_sql(
+        "clientes",
+        "CREATE TABLE admin_notes (id serial PRIMARY KEY, note text); INSERT INTO admin_notes (note) VALUES ('made by postgres')",
+    );
+    w.ok(&["protect", "vps1", "--restart-vps"]);
+    w.wait_healthy(60);
+
+    // Users write through Odoo: they open the login page (Odoo builds its asset bundles),
+    // write partners, orders of the custom addon, attachments.
+    let users = w.vps_users();
+    let login = users.ok("web-login", &["admin", "admin"]).unwrap();
+    assert_eq!(login["status"], 303, "{login}");
+    users
+        .ok(
+            "write",
+            &["--partners", "5", "--orders", "5", "--origin", "vps"],
+        )
+        .unwrap();
+    let up = users
+        .ok(
+            "upload",
+            &[
+                "--log",
+                "/root/before.log",
+                "--count",
+                "12",
+                "--rate",
+                "0",
+                "--origin",
+                "vps",
+            ],
+        )
+        .unwrap();
+    assert_eq!(up["uploaded"], 12, "{up}");
+    // Every one of them reaches the backup (status counts missing files).
+    let start = Instant::now();
+    loop {
+        let (code, s) = w.status();
+        if code == 0 && s["files"]["missing"] == 0 && s["files"]["last_sync"].is_number() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "files never synced: {s}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // Uploads go on, a few a second, and the VPS dies in the middle of them.
+    let uploader = w
+        .backup()
+        .command(&[
+            "/usr/bin/python3",
+            lab::odoo::CLIENT,
+            "upload",
+            odoo_standby_tests::VPS_URL,
+            lab::odoo::DB,
+            "--log",
+            "/root/during.log",
+            "--rate",
+            "5",
+            "--origin",
+            "vps-late",
+        ])
+        .unwrap()
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lines(&w, "/root/during.log") < 10 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "uploads do not progress"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    w.vps().kill().unwrap();
+    let up = uploader.wait_with_output().unwrap();
+    eprintln!("uploader: {}", String::from_utf8_lossy(&up.stdout));
+
+    // From here the VPS cannot be reached: the product says so and wants to be told.
+    let out = w.cli(&["failover", "vps1", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be reached") && err.contains("--vps-unreachable"),
+        "{err}"
+    );
+    assert_eq!(
+        w.backup_sql("postgres", "SELECT pg_is_in_recovery()"),
+        ["t"]
+    );
+
+    let clock = Instant::now();
+    let out = w.ok(&["failover", "vps1", "--yes", "--vps-unreachable"]);
+    let first = w
+        .backup_users()
+        .ok("wait-http", &["--timeout", "60"])
+        .unwrap();
+    eprintln!(
+        "failover: first HTTP 200 from Odoo on the backup {:.1} s after the command started",
+        clock.elapsed().as_secs_f64()
+    );
+    assert_eq!(first["code"], 200);
+    let lost = lost_names(&out);
+
+    // Odoo on the backup: a user logs in; every attachment whose row reached the backup
+    // downloads with its bytes, except those the failover reported lost.
+    let login = w
+        .backup_users()
+        .ok("web-login", &["admin", "admin"])
+        .unwrap();
+    assert_eq!(login["status"], 303, "{login}");
+    let c = w
+        .backup_users()
+        .ok(
+            "check",
+            &["--log", "/root/before.log", "--log", "/root/during.log"],
+        )
+        .unwrap();
+    eprintln!("on the backup after the failover: {c}");
+    assert!(ids(&c["bad"]).is_empty(), "{c}");
+    for n in c["empty_names"].as_array().unwrap() {
+        assert!(
+            lost.contains(n.as_str().unwrap()),
+            "{n} has no content and was not reported lost: {out}"
+        );
+    }
+    let before = w
+        .backup_users()
+        .ok("check", &["--log", "/root/before.log"])
+        .unwrap();
+    assert_eq!(
+        before["ok"], before["logged"],
+        "files synced before the failover: {before}"
+    );
+
+    // Production on the backup: users write there through Odoo.
+    w.backup_users()
+        .ok(
+            "write",
+            &["--partners", "3", "--orders", "4", "--origin", "backup"],
+        )
+        .unwrap();
+    let up = w
+        .backup_users()
+        .ok(
+            "upload",
+            &[
+                "--log",
+                "/root/backup.log",
+                "--count",
+                "6",
+                "--rate",
+                "0",
+                "--origin",
+                "backup",
+            ],
+        )
+        .unwrap();
+    assert_eq!(up["uploaded"], 6);
+
+    // The VPS boots again: its enabled cluster comes back by itself, as a primary.
+    w.vps().boot().unwrap();
+    let start = Instant::now();
+    while w
+        .vps()
+        .exec(&["pg_isready", "-q"])
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the VPS's cluster did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(w.vps_sql("postgres", "SELECT pg_is_in_recovery()"), ["f"]);
+
+    // Failback: the VPS gets everything written on both sides and serves it.
+    w.ok(&["failback", "vps1"]);
+    lab::odoo::wait_serving(w.vps(), 8069, 90).unwrap();
+    let login = w.vps_users().ok("web-login", &["admin", "admin"]).unwrap();
+    assert_eq!(login["status"], 303, "{login}");
+    let back = w
+        .vps_users()
+        .ok(
+            "check",
+            &["--log", "/root/backup.log", "--log", "/root/before.log"],
+        )
+        .unwrap();
+    assert_eq!(back["ok"], back["logged"], "{back}");
+    let all = w
+        .vps_users()
+        .ok(
+            "check",
+            &[
+                "--log",
+                "/root/before.log",
+                "--log",
+                "/root/during.log",
+                "--log",
+                "/root/backup.log",
+            ],
+        )
+        .unwrap();
+    assert!(ids(&all["bad"]).is_empty(), "{all}");
+    assert_eq!(
+        all["present"],
+        c["present"].as_u64().unwrap() + 6,
+        "{all} vs {c}"
+    );
+    let counts = w.vps_users().ok("counts", &["--origin", "backup"]).unwrap();
+    assert_eq!(counts["orders"], 5, "4 written + the uploader's: {counts}");
+
+    // Protected again, and the tool's lines are in journald under its tag.
+    let s = w.wait_healthy(90);
+    assert_eq!(s["role"], "standby");
+    let journal = w
+        .backup()
+        .run(&[
+            "journalctl",
+            "-q",
+            "--no-pager",
+            "-t",
+            "odoo-standby-sync-vps1",
+        ])
+        .unwrap();
+    assert!(!journal.trim().is_empty());
+}
+
+#[test]
+fn a_cut_network_looks_like_a_dead_vps_and_the_failover_waits_for_the_acknowledgement() {
+    let w = LabWorld::new();
+    w.ok(&["protect", "vps1", "--restart-vps"]);
+    w.wait_healthy(60);
+    // The VPS runs on, serving its users, but nothing from the backup reaches it.
+    w.lab.cut("vps").unwrap();
+    assert_eq!(
+        w.vps()
+            .run(&["systemctl", "is-active", "odoo"])
+            .unwrap()
+            .trim(),
+        "active"
+    );
+    let out = w.cli(&["failover", "vps1", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for words in [
+        "cannot be reached",
+        "may be down or cut off",
+        "nothing could fence it",
+        "--vps-unreachable",
+    ] {
+        assert!(err.contains(words), "{words:?} not in: {err}");
+    }
+    // Refused before anything acted: still a standby, syncs untouched, nothing interrupted.
+    assert_eq!(
+        w.backup_sql("postgres", "SELECT pg_is_in_recovery()"),
+        ["t"]
+    );
+    let (_, s) = w.status();
+    assert!(s["interrupted"].is_null(), "{s}");
+    assert_eq!(s["syncs"], "active", "{s}");
+    // With the acknowledgement it goes on, and the backup serves.
+    w.ok(&["failover", "vps1", "--yes", "--vps-unreachable"]);
+    assert_eq!(
+        w.backup_sql("postgres", "SELECT pg_is_in_recovery()"),
+        ["f"]
+    );
+    w.backup_users()
+        .ok("wait-http", &["--timeout", "60"])
+        .unwrap();
+    w.lab.heal("vps").unwrap();
+}
