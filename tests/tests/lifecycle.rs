@@ -275,3 +275,43 @@ async fn failover_killed_after_promotion_and_failback_killed_after_the_rewind_en
 async fn failover_killed_after_starting_odoo_and_failback_killed_after_promoting_the_vps() {
     lifecycle("start-odoo", "promote-vps").await;
 }
+
+/// The two cases that stopped a failover at the smoke test although real Odoo would serve:
+/// a referenced file that never reached the backup (the VPS died mid-upload) and a table an
+/// admin made as `postgres` in the Odoo database. The failover goes on and names the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_goes_on_with_a_file_the_backup_never_got_and_a_table_owned_by_postgres() {
+    let mut t = T::new();
+    t.ok(&["protect", "vps1", "--restart-vps"]);
+    t.wait_healthy();
+    let vps = t.vps().await;
+    pgrepl::execute(
+        &vps,
+        "CREATE TABLE admin_notes (id int PRIMARY KEY, note text)",
+    )
+    .await
+    .unwrap();
+    // A row whose file is gone from the VPS before any sync pass could copy it.
+    let (fname, sql) = sandbox::attachment(&t.w.data_dir, "clientes", b"never copied").unwrap();
+    std::fs::remove_file(t.w.data_dir.join("filestore/clientes").join(&fname)).unwrap();
+    pgrepl::execute(&vps, &sql).await.unwrap();
+    let backup = t.backup().await;
+    let q = format!("SELECT count(*) FROM ir_attachment WHERE store_fname = '{fname}'");
+    let start = Instant::now();
+    while value(&backup, &q).await != "1" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the row never replicated"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop((vps, backup));
+    assert!(t.w.vps.kill());
+    assert!(t.sb.stop_sshd());
+    let out = t.ok(&["failover", "vps1", "--yes", "--vps-unreachable"]);
+    assert!(out.contains("LOST: 1 attachment file(s)"), "{out}");
+    assert!(out.contains(&format!("lost clientes/{fname}")), "{out}");
+    let (_, s) = t.status();
+    assert_eq!(s["role"], "primary");
+    assert_eq!(s["odoo_unit"], "active");
+}

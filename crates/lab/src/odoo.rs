@@ -58,19 +58,9 @@ const ADDON: &[(&str, &str)] = &[
 const CLIENT_PY: &str = include_str!("../odoo/lab_client.py");
 
 /// The real Odoo tree the lab runs: `$ODOO_SRC`, else `../shared/odoo/17.0` beside the
-/// project. It is a test fixture, read only, never copied into the repository.
+/// project (a test fixture, read only, never copied into the repository).
 pub fn source() -> Result<PathBuf> {
-    let p = match std::env::var_os("ODOO_SRC") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/odoo/17.0"),
-    };
-    if !p.join("odoo-bin").is_file() {
-        return Err(LabError::Unsupported(format!(
-            "no Odoo tree at {} (no odoo-bin there): set ODOO_SRC to an Odoo 17 checkout",
-            p.display()
-        )));
-    }
-    std::fs::canonicalize(&p).map_err(|e| LabError::io("cannot resolve", &p, e))
+    sandbox::real_odoo_source().map_err(|e| LabError::Unsupported(e.to_string()))
 }
 
 /// Copies the Odoo tree into the machine at `dest` (root-owned, as a package would be).

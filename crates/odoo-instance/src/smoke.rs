@@ -2,6 +2,15 @@
 //! --logfile=`, run as the instance's OS user, and a check that the HTTP port is free; its
 //! failures are diagnosed into the runbook's known classes, each with a fix the caller may
 //! run. Nothing is fixed silently.
+//!
+//! Real Odoo 17 decides what it may refuse (`../shared/odoo/README.md`, section 6): it
+//! returns 0 on a read-only standby, with attachment files missing, with tables owned by
+//! another role it does not have to alter, and with config-file addons paths that do not
+//! exist; it returns 1 when it cannot connect or `db_user` is `postgres`, 2 for a bad
+//! command-line option, 255 when the registry fails (an import, its own objects owned by
+//! another role). So the exit code is read with the log lines: a CRITICAL line or "Some
+//! modules are not loaded" fails the test at exit 0, and the read-only case is checked in
+//! SQL first, since Odoo says nothing about it.
 
 use std::time::Duration;
 
@@ -47,6 +56,14 @@ pub enum Failure {
         /// The role.
         role: String,
     },
+    /// The role cannot log in: a wrong password, no peer mapping for this OS user, or (under
+    /// scram-sha-256, which says the same for both) a role that does not exist.
+    LoginFailed {
+        /// The role.
+        role: String,
+    },
+    /// odoo.conf's `db_user` is `postgres`, which Odoo refuses to use.
+    DbUserPostgres,
     /// Objects belong to another role (the VPS's), so Odoo cannot alter them.
     WrongOwner {
         /// A table it tripped on.
@@ -69,11 +86,6 @@ pub enum Failure {
     },
     /// The database is still a read-only standby.
     ReadOnly,
-    /// Attachment files are missing or unreadable.
-    AttachmentsUnreadable {
-        /// How many Odoo reported.
-        count: usize,
-    },
     /// None of the above: read the log.
     Other {
         /// The end of the output.
@@ -138,21 +150,37 @@ fn quoted_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
     Some(&body[..body.find(q)?])
 }
 
-/// Reads Odoo's output into failure classes (Python exception names and Odoo's log lines).
+/// The quoted name after `marker` (`user "x"`, `role 'x'`).
+fn name_after(text: &str, marker: &str) -> Option<String> {
+    quoted_after(text, marker).map(str::to_owned)
+}
+
+/// Reads Odoo's output into failure classes, from the lines real Odoo 17 prints.
 pub fn diagnose(output: &str) -> Vec<Failure> {
     let mut found = Vec::new();
-    if let Some(m) = quoted_after(output, "No module named") {
+    if output.contains("Using the database user 'postgres' is a security risk") {
+        found.push(Failure::DbUserPostgres);
+    }
+    // `No module named 'odoo.addons.web'` is an addon missing from the path (and comes with
+    // "Some modules are not loaded"), not a Python package to install.
+    if let Some(m) = output
+        .match_indices("No module named")
+        .filter_map(|(i, _)| quoted_after(&output[i..], "No module named"))
+        .find(|m| !m.starts_with("odoo.") && *m != "odoo")
+    {
         found.push(Failure::MissingPythonModule {
             module: m.to_owned(),
         });
     }
     if output.contains("OperationalError") {
-        if let Some(role) = quoted_after(output, "role") {
-            if output.contains("does not exist") {
-                found.push(Failure::RoleMissing {
-                    role: role.to_owned(),
-                });
+        if output.contains("does not exist") {
+            if let Some(role) = name_after(output, "FATAL:  role") {
+                found.push(Failure::RoleMissing { role });
             }
+        } else if let Some(role) = name_after(output, "password authentication failed for user")
+            .or_else(|| name_after(output, "Peer authentication failed for user"))
+        {
+            found.push(Failure::LoginFailed { role });
         }
     }
     if let Some(i) = output.find("must be owner of table") {
@@ -162,6 +190,12 @@ pub fn diagnose(output: &str) -> Vec<Failure> {
             .unwrap_or_default()
             .to_owned();
         found.push(Failure::WrongOwner { table });
+    } else if output.contains("relation \"base_registry_signaling\" already exists") {
+        // Odoo finds its sequence through information_schema, which hides what another
+        // role owns: the database's objects belong to someone else.
+        found.push(Failure::WrongOwner {
+            table: "base_registry_signaling".into(),
+        });
     }
     if let Some(list) = output
         .lines()
@@ -175,18 +209,16 @@ pub fn diagnose(output: &str) -> Vec<Failure> {
             .collect();
         found.push(Failure::ModuleNotFound { modules });
     }
-    if let Some(p) = quoted_after(output, "option --addons-path: the path") {
-        found.push(Failure::AddonsPathInvalid { path: p.to_owned() });
+    for marker in [
+        "option --addons-path: the path",
+        "option --addons-path: no such directory:",
+    ] {
+        if let Some(p) = quoted_after(output, marker) {
+            found.push(Failure::AddonsPathInvalid { path: p.to_owned() });
+        }
     }
     if output.contains("ReadOnlySqlTransaction") || output.contains("read-only transaction") {
         found.push(Failure::ReadOnly);
-    }
-    let unreadable = output
-        .lines()
-        .filter(|l| l.contains("_read_file reading"))
-        .count();
-    if unreadable > 0 {
-        found.push(Failure::AttachmentsUnreadable { count: unreadable });
     }
     found
 }
@@ -241,12 +273,15 @@ fn fix_for(f: &Failure, t: &SmokeTest) -> Fix {
             "addons_path entry {path} is not a directory here: replicate the sources, or fix the path mapping"
         )),
         Failure::PortInUse { port } => Fix::manual(format!(
-            "port {port} is taken on this server: set another http_port for this instance (protect --http-port) or stop what uses it"
+            "port {port} is taken on this server: stop what uses it, or set another http_port in this instance's odoo.conf here"
         )),
         Failure::ReadOnly => Fix::manual("the database is still a standby: promote the cluster first".into()),
-        Failure::AttachmentsUnreadable { count } => Fix::manual(format!(
-            "{count} attachment files are missing or unreadable: run `filesync audit` and a sync, or check their owner"
+        Failure::LoginFailed { role } => Fix::manual(format!(
+            "role {role} cannot log in here: check db_user and db_password in odoo.conf; `odoo-standby protect` lets the Odoo user log in as odoo.conf's db_user (a peer map on the standby cluster)"
         )),
+        Failure::DbUserPostgres => Fix::manual(
+            "Odoo refuses db_user = postgres: set db_user to the role that owns the database".into(),
+        ),
         Failure::Other { .. } => Fix::manual("read the log above; no known cause matched".into()),
     }
 }
@@ -262,6 +297,36 @@ pub async fn run(host: &dyn Host, t: &SmokeTest) -> Result<SmokeReport> {
         return Err(InstanceError::invalid("smoke test", "empty command"));
     }
     let mut diagnoses = Vec::new();
+    // Odoo loads a read-only standby at exit 0 and says nothing: ask the cluster.
+    let recovery = CommandSpec::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            &t.cluster_socket,
+            "-p",
+            &t.cluster_port.to_string(),
+        ])
+        .args(["-d", &t.database, "-c", "SELECT pg_is_in_recovery()"])
+        .run_as("postgres");
+    let out = host
+        .run_unchecked(&recovery)
+        .await
+        .map_err(InstanceError::host(
+            "asking the cluster whether it is a standby",
+        ))?;
+    if out.stdout_text().trim() == "t" {
+        let failure = Failure::ReadOnly;
+        return Ok(SmokeReport {
+            ok: false,
+            diagnoses: vec![Diagnosis {
+                fix: fix_for(&failure, t),
+                failure,
+            }],
+            log_tail: String::new(),
+        });
+    }
     // The port first: a taken port only shows when the service starts for real.
     if let Some((iface, port)) = &t.http {
         let probe = CommandSpec::new("python3")
@@ -301,7 +366,9 @@ pub async fn run(host: &dyn Host, t: &SmokeTest) -> Result<SmokeReport> {
         .map_err(InstanceError::host("running the Odoo smoke test"))?;
     let output = format!("{}{}", out.stdout_text(), out.stderr_text());
     let mut failures = diagnose(&output);
-    if !out.status.success() && failures.is_empty() {
+    // Exit 0 proves nothing: an unexplained CRITICAL line fails the test too.
+    let critical = output.lines().any(|l| l.contains(" CRITICAL "));
+    if failures.is_empty() && (!out.status.success() || critical) {
         failures.push(Failure::Other {
             tail: tail(&output, 10),
         });
@@ -338,6 +405,21 @@ mod tests {
             ),
             ("psycopg2.errors.ReadOnlySqlTransaction: cannot execute UPDATE in a read-only transaction", Failure::ReadOnly),
             ("odoo-bin: error: option --addons-path: the path '/opt/x' is not a valid addons directory", Failure::AddonsPathInvalid { path: "/opt/x".into() }),
+            ("odoo-bin server: error: option --addons-path: no such directory: '/nonexistent/addons'", Failure::AddonsPathInvalid { path: "/nonexistent/addons".into() }),
+            ("Using the database user 'postgres' is a security risk, aborting.", Failure::DbUserPostgres),
+            (
+                "psycopg2.OperationalError: connection to server at \"127.0.0.1\", port 55432 failed: FATAL:  password authentication failed for user \"ghost\"",
+                Failure::LoginFailed { role: "ghost".into() },
+            ),
+            (
+                "psycopg2.OperationalError: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5435\" failed: FATAL:  Peer authentication failed for user \"odoo\"",
+                Failure::LoginFailed { role: "odoo".into() },
+            ),
+            ("psycopg2.errors.DuplicateTable: relation \"base_registry_signaling\" already exists", Failure::WrongOwner { table: "base_registry_signaling".into() }),
+            (
+                "ModuleNotFoundError: No module named 'odoo.addons.web'\nERROR testdb odoo.modules.loading: Some modules are not loaded, some dependencies or manifest may be missing: ['web']",
+                Failure::ModuleNotFound { modules: vec!["web".into()] },
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(diagnose(line), vec![want], "{line}");

@@ -42,7 +42,8 @@ use rand::Rng;
 pub use cluster::Cluster;
 pub use error::{Result, SandboxError};
 pub use odoo::{
-    attachment, filestore, write_addon, write_odoo_source, Attachment, SizeMix, ODOO_BIN,
+    attachment, filestore, real_odoo_source, write_addon, write_odoo_source, Attachment, SizeMix,
+    ODOO_BIN,
 };
 pub use os::{free_port, pg_bindir, write_new, RunUser};
 pub use procs::{is_alive, stop_pid_files_under};

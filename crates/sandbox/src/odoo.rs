@@ -69,6 +69,9 @@ impl SizeMix {
 }
 
 const SCHEMA: &str = r#"
+-- Odoo's registry signaling sequences (Odoo looks them up in information_schema).
+CREATE SEQUENCE base_registry_signaling;
+CREATE SEQUENCE base_cache_signaling;
 CREATE TABLE res_users (
     id serial PRIMARY KEY, login varchar NOT NULL UNIQUE, active boolean DEFAULT true,
     password varchar, partner_id integer,
@@ -229,6 +232,22 @@ pub fn attachment(data_dir: &Path, db: &str, content: &[u8]) -> Result<(String, 
         content.len()
     );
     Ok((fname, sql))
+}
+
+/// The real Odoo tree the tests run: `$ODOO_SRC`, else `../shared/odoo/17.0` beside the
+/// project. It is a test fixture, read only, never copied into the repository.
+pub fn real_odoo_source() -> Result<PathBuf> {
+    let p = match std::env::var_os("ODOO_SRC") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/odoo/17.0"),
+    };
+    if !p.join("odoo-bin").is_file() {
+        return Err(SandboxError::Usage(format!(
+            "no Odoo tree at {} (no odoo-bin there): set ODOO_SRC to an Odoo 17 checkout",
+            p.display()
+        )));
+    }
+    std::fs::canonicalize(&p).map_err(|e| SandboxError::io("cannot resolve", &p, e))
 }
 
 /// Writes an Odoo-like source tree at `dir`: the stand-in `odoo-bin`, the built-in

@@ -128,26 +128,35 @@ fn run_bin(s: &OdooSetup, conf: &Path) -> (i32, String) {
 }
 
 #[test]
-fn stand_in_odoo_bin_passes_on_a_healthy_instance_and_fails_like_odoo() {
+fn stand_in_odoo_bin_exits_as_real_odoo_does() {
     let s = setup();
     let (code, log) = smoke(&s, &s.primary, &[]);
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("Modules loaded."), "{log}");
 
-    // A missing addons path: optparse-style error, exit 2.
-    let (code, log) = smoke(&s, &s.primary, &[("addons_path", "/nonexistent/addons")]);
-    assert_eq!(code, 2, "{log}");
-    assert!(log.contains("is not a valid addons directory"), "{log}");
+    // A config-file addons path that does not exist is kept silently (Odoo 17, case c1).
+    let gone = format!("{},/nonexistent/addons", s.src.join("addons").display());
+    let (code, log) = smoke(&s, &s.primary, &[("addons_path", &gone)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("/nonexistent/addons"), "{log}");
 
-    // A role that does not exist.
+    // A role that does not exist: rc 1 and psycopg2's words.
     let (code, log) = smoke(&s, &s.primary, &[("db_user", "odoouser")]);
     assert_eq!(code, 1, "{log}");
     assert!(
-        log.contains("OperationalError") && log.contains("odoouser"),
+        log.contains("OperationalError") && log.contains("role \"odoouser\" does not exist"),
         "{log}"
     );
 
-    // An installed module that is not in the addons path is logged, as Odoo does.
+    // db_user = postgres: refused before anything is logged.
+    let (code, log) = smoke(&s, &s.primary, &[("db_user", "postgres")]);
+    assert_eq!(code, 1, "{log}");
+    assert_eq!(
+        log,
+        "Using the database user 'postgres' is a security risk, aborting."
+    );
+
+    // An installed module not on the addons path: logged, and still rc 0.
     s.primary
         .psql(
             "clientes",
@@ -161,7 +170,7 @@ fn stand_in_odoo_bin_passes_on_a_healthy_instance_and_fails_like_odoo() {
         "{log}"
     );
 
-    // A Python dependency that is not installed.
+    // Its Python import failing: rc 255, as `server.start` returns -1.
     sandbox::write_addon(
         &s.src.join("addons"),
         "account",
@@ -169,25 +178,21 @@ fn stand_in_odoo_bin_passes_on_a_healthy_instance_and_fails_like_odoo() {
     )
     .unwrap();
     let (code, log) = smoke(&s, &s.primary, &[]);
-    assert_eq!(code, 1, "{log}");
+    assert_eq!(code, 255, "{log}");
     assert!(
         log.contains("ModuleNotFoundError: No module named 'surely_not_installed_xyz'"),
         "{log}"
     );
+    assert!(
+        log.contains("Failed to initialize database `clientes`"),
+        "{log}"
+    );
     sandbox::write_addon(&s.src.join("addons"), "account", &[]).unwrap();
 
-    // Tables owned by another role.
+    // Tables owned by another role, a missing attachment file: nothing, rc 0.
     s.primary
         .psql("clientes", "ALTER TABLE res_partner OWNER TO postgres")
         .unwrap();
-    let (code, log) = smoke(&s, &s.primary, &[]);
-    assert_eq!(code, 1, "{log}");
-    assert!(log.contains("must be owner of table res_partner"), "{log}");
-    s.primary
-        .psql("clientes", "ALTER TABLE res_partner OWNER TO odoo")
-        .unwrap();
-
-    // A missing attachment file.
     let victim = s
         .primary
         .psql(
@@ -198,25 +203,115 @@ fn stand_in_odoo_bin_passes_on_a_healthy_instance_and_fails_like_odoo() {
     let path = sandbox::filestore(&s.data_dir, "clientes").join(&victim);
     std::fs::rename(&path, path.with_extension("aside")).unwrap();
     let (code, log) = smoke(&s, &s.primary, &[]);
-    assert_eq!(code, 1, "{log}");
+    assert_eq!(code, 0, "{log}");
+    std::fs::rename(path.with_extension("aside"), &path).unwrap();
+
+    // Odoo's own objects owned by another role: rc 255 with DuplicateTable.
+    s.primary
+        .psql("postgres", "CREATE ROLE other_role LOGIN")
+        .unwrap();
+    let (code, log) = smoke(&s, &s.primary, &[("db_user", "other_role")]);
+    assert_eq!(code, 255, "{log}");
     assert!(
-        log.contains(&format!("_read_file reading {}", path.display())),
+        log.contains("relation \"base_registry_signaling\" already exists"),
         "{log}"
     );
-    std::fs::rename(path.with_extension("aside"), &path).unwrap();
 }
 
 #[test]
-fn stand_in_odoo_bin_refuses_a_read_only_standby() {
+fn stand_in_odoo_bin_on_a_standby_and_with_its_port_taken_behaves_as_real_odoo() {
     let mut s = setup();
     let standby = s.sb.add_standby("backup", &s.primary).unwrap();
+    // --stop-after-init on a hot standby: rc 0, nothing said.
     let (code, log) = smoke(&s, &standby, &[]);
-    assert_eq!(code, 1, "{log}");
-    assert!(log.contains("ReadOnlySqlTransaction"), "{log}");
+    assert_eq!(code, 0, "{log}");
+    // Serving there: /web/health says "pass".
+    let port = sandbox::free_port().unwrap();
+    let mut child = serve(&s, &standby, port);
+    let body = wait_get(port, "/web/health");
+    assert!(body.contains("\"status\": \"pass\""), "{body}");
+    stop(&mut child, 0);
+    // The port taken: the process stays alive without HTTP; SIGTERM, rc 0.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut child = serve(&s, &s.primary, port);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "it must stay alive");
+    drop(taken);
+    stop(&mut child, 0);
     // A config file that does not parse.
     let conf = s.sb.root().join("broken.conf");
     std::fs::write(&conf, "[options]\naddons_path\n  = x\n[unclosed\n").unwrap();
     let (code, log) = run_bin(&s, &conf);
     assert_ne!(code, 0, "{log}");
     assert!(log.contains("Error"), "{log}");
+    // The command line's --addons-path is validated (optparse): rc 2.
+    let out = Command::new(&s.odoo_bin)
+        .args(["--addons-path=/nonexistent/addons", "--stop-after-init"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such directory: '/nonexistent/addons'")
+    );
+    let out = Command::new(&s.odoo_bin).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Odoo Server 17.0"
+    );
+}
+
+/// Starts the stand-in serving `cluster`'s database on `port`, as the server user.
+fn serve(s: &OdooSetup, cluster: &Cluster, port: u16) -> std::process::Child {
+    let conf =
+        s.sb.root()
+            .join(format!("serve-{port}-{}.conf", cluster.port()));
+    std::fs::write(
+        &conf,
+        format!(
+            "[options]\naddons_path = {}\ndata_dir = {}\ndb_host = {}\ndb_port = {}\ndb_user = odoo\nhttp_port = {port}\n",
+            s.src.join("addons").display(),
+            s.data_dir.display(),
+            cluster.socket_dir().display(),
+            cluster.port()
+        ),
+    )
+    .unwrap();
+    // setpriv execs (runuser would stand between us and Odoo's pid).
+    let mut cmd = if s.sb.run_user().switched {
+        let u = &s.sb.run_user().name;
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", u, "--regid", u, "--clear-groups", "--"])
+            .arg(&s.odoo_bin);
+        c
+    } else {
+        Command::new(&s.odoo_bin)
+    };
+    cmd.arg("-c").arg(&conf).args(["-d", "clientes"]);
+    cmd.stderr(std::process::Stdio::null()).spawn().unwrap()
+}
+
+fn wait_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    for _ in 0..100 {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(c, "GET {path} HTTP/1.0\r\n\r\n");
+            let mut s = String::new();
+            let _ = c.read_to_string(&mut s);
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing answered on port {port}");
+}
+
+/// SIGTERM and the exit code.
+fn stop(child: &mut std::process::Child, want: i32) {
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(want), "{st:?}");
 }
