@@ -64,6 +64,8 @@ pub const BACKUP_URL: &str = "http://127.0.0.3:8069";
 pub struct LabWorld {
     /// The machines.
     pub lab: Lab,
+    /// Whether every odoo-standby run is echoed on stderr (tests: yes; the demo: no).
+    pub echo: bool,
 }
 
 impl Default for LabWorld {
@@ -78,7 +80,7 @@ impl LabWorld {
         let src = lab::odoo::source().unwrap();
         let bin = binary();
         let lab = Lab::up(&Lab::two_machines()).unwrap();
-        let w = Self { lab };
+        let w = Self { lab, echo: true };
         lab::odoo::install_vps(w.vps(), &src).unwrap();
         lab::odoo::install_backup(w.backup(), &src, w.vps()).unwrap();
         lab::odoo::install_product(w.backup(), &bin, LAB_CONFIG).unwrap();
@@ -132,6 +134,9 @@ impl LabWorld {
         let mut argv = vec!["/usr/local/bin/odoo-standby"];
         argv.extend_from_slice(args);
         let out = self.backup().exec(&argv).unwrap();
+        if !self.echo && out.status.success() {
+            return out;
+        }
         eprintln!(
             "backup# odoo-standby {} -> {}\n{}{}",
             args.join(" "),
@@ -196,6 +201,91 @@ impl LabWorld {
             );
             std::thread::sleep(Duration::from_secs(1));
         }
+    }
+
+    /// Users uploading attachments to the VPS's Odoo in the background, `rate` a second
+    /// (from the backup machine), each one Odoo acknowledged logged in `log` there.
+    pub fn uploader(&self, log: &str, origin: &str, rate: f64) -> std::process::Child {
+        let rate = rate.to_string();
+        self.backup()
+            .command(&[
+                "/usr/bin/python3",
+                lab::odoo::CLIENT,
+                "upload",
+                VPS_URL,
+                lab::odoo::DB,
+                "--log",
+                log,
+                "--rate",
+                &rate,
+                "--origin",
+                origin,
+            ])
+            .unwrap()
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Lines in a file of the backup machine (0 when it is not there).
+    pub fn lines(&self, path: &str) -> usize {
+        self.backup()
+            .exec(&["cat", path])
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Waits until `path` on the backup machine has `n` lines.
+    pub fn wait_lines(&self, path: &str, n: usize) {
+        let start = Instant::now();
+        while self.lines(path) < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{path} stays under {n} lines"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs `odoo-standby ARGS` in the backup machine while polling the backup's Odoo
+    /// (`/web/login` on 127.0.0.1:8069 there) every 100 ms; the output and the seconds from
+    /// the command's start to the first 200 (`None` when none came).
+    pub fn timed_to_first_200(&self, args: &[&str]) -> (Output, Option<f64>) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let failed = AtomicBool::new(false);
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            let poll = scope.spawn(|| {
+                let url = "http://127.0.0.1:8069/web/login";
+                while !failed.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(180) {
+                    let o = self
+                        .backup()
+                        .exec(&[
+                            "curl",
+                            "-s",
+                            "-m",
+                            "2",
+                            "-o",
+                            "/dev/null",
+                            "-w",
+                            "%{http_code}",
+                            url,
+                        ])
+                        .ok();
+                    if o.is_some_and(|o| o.stdout == b"200") {
+                        return Some(start.elapsed().as_secs_f64());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                None
+            });
+            let out = self.cli(args);
+            if !out.status.success() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            let first = poll.join().unwrap_or(None);
+            (out, first)
+        })
     }
 
     /// SQL on the VPS's cluster as postgres (database `db`); the first column of each row.

@@ -118,6 +118,22 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
     let up = uploader.wait_with_output().unwrap();
     eprintln!("uploader: {}", String::from_utf8_lossy(&up.stdout));
 
+    // A generated asset bundle whose file the backup lost (deleted here, as a damaged disk
+    // would): the failover drops its row and Odoo builds it again.
+    let bundle = w.backup_sql(
+        "clientes",
+        "SELECT store_fname || ' ' || url FROM ir_attachment WHERE res_model = 'ir.ui.view' AND url LIKE '/web/assets/%.css' ORDER BY id DESC LIMIT 1",
+    );
+    let (bundle_file, bundle_url) = bundle[0].split_once(' ').unwrap();
+    w.backup()
+        .run(&[
+            "rm",
+            &format!(
+                "/opt/odoouser/respaldo_filestore/vps1/data_dir/filestore/clientes/{bundle_file}"
+            ),
+        ])
+        .unwrap();
+
     // From here the VPS cannot be reached: the product says so and wants to be told.
     let out = w.cli(&["failover", "vps1", "--yes"]);
     assert_eq!(out.status.code(), Some(2));
@@ -143,6 +159,26 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
     );
     assert_eq!(first["code"], 200);
     let lost = lost_names(&out);
+    assert!(out.contains("1 asset bundle(s) had no file here"), "{out}");
+    assert!(
+        !lost.contains(bundle_file),
+        "a rebuilt bundle is not lost: {out}"
+    );
+    // The check downloaded a replicated attachment (the bundles are public).
+    assert!(out.contains("downloads with its bytes"), "{out}");
+    let code = w
+        .backup()
+        .run(&[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}{bundle_url}", odoo_standby_tests::BACKUP_URL),
+        ])
+        .unwrap();
+    assert_eq!(code, "200", "the bundle was not rebuilt");
 
     // Odoo on the backup: a user logs in; every attachment whose row reached the backup
     // downloads with its bytes, except those the failover reported lost.
@@ -267,6 +303,16 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
         ])
         .unwrap();
     assert!(!journal.trim().is_empty());
+    // Nothing the product ran on the VPS needed a sudo rule it does not print.
+    let sudo = w
+        .vps()
+        .run(&["journalctl", "-q", "--no-pager", "_COMM=sudo"])
+        .unwrap();
+    assert!(sudo.contains("COMMAND="), "sudo was used: {sudo}");
+    assert!(
+        !sudo.contains("command not allowed") && !sudo.contains("a password is required"),
+        "{sudo}"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 Installed by the lab in the backup machine (python3's standard library only). Every command
 prints one JSON object. Commands:
   wait-http URL [--timeout S]              until GET URL/web/login answers 200
-  web-login URL DB LOGIN PASSWORD          the login form, as a browser posts it
+  web-login URL DB LOGIN PASSWORD          the login page and its asset bundles, then the
+                                           form, as a browser does
   write URL DB --partners N --orders N --origin TEXT
   upload URL DB --log FILE [--count N] [--rate R] [--origin TEXT]
                                            attachments (ir.attachment.create with datas, and
@@ -77,20 +78,29 @@ def web_login(a):
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
     with opener.open(a.url + "/web/login?db=" + urllib.parse.quote(a.db), timeout=30) as r:
         page = r.read().decode("utf-8", "replace")
+    # As a browser does: the bundles the page links to (Odoo builds them on first use).
+    assets = {}
+    for link in sorted(set(re.findall(r'(/web/assets/[^"\' >]+)', page))):
+        try:
+            with opener.open(a.url + link, timeout=60) as r:
+                assets[link] = r.status
+        except urllib.error.HTTPError as e:
+            assets[link] = e.code
     m = re.search(r'name="csrf_token" value="([^"]+)"', page)
     if not m:
-        out({"error": "no csrf_token on the login page"}, 1)
+        out({"error": "no csrf_token on the login page", "assets": assets}, 1)
     form = urllib.parse.urlencode(
         {"login": a.login, "password": a.password, "csrf_token": m.group(1), "db": a.db}
     ).encode()
     try:
         with opener.open(a.url + "/web/login", data=form, timeout=30) as r:
             body = r.read().decode("utf-8", "replace")
-            out({"status": r.status, "error": "no redirect: " + ("wrong login" if "Wrong login" in body else "?")}, 1)
+            out({"status": r.status, "assets": assets,
+                 "error": "no redirect: " + ("wrong login" if "Wrong login" in body else "?")}, 1)
     except urllib.error.HTTPError as e:
         loc = e.headers.get("Location", "")
-        ok = e.code in (301, 302, 303) and "/web/login" not in loc
-        out({"status": e.code, "location": loc}, 0 if ok else 1)
+        ok = e.code in (301, 302, 303) and "/web/login" not in loc and all(c == 200 for c in assets.values())
+        out({"status": e.code, "location": loc, "assets": assets}, 0 if ok else 1)
 
 
 def write(a):
