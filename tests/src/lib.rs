@@ -16,21 +16,34 @@ use std::time::{Duration, Instant};
 use lab::odoo::Client;
 use lab::{Lab, Machine};
 
-/// The `odoo-standby` binary cargo built for this workspace (beside the test's directory),
-/// built when missing.
+/// The `odoo-standby` binary of this workspace with its test hooks (kill points, command
+/// recording), built for this test run's profile: cargo does nothing when it is up to date,
+/// and a binary left by another build (without the hooks) is rebuilt, never used.
 pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("odoo-standby");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "odoo-standby"])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "cannot build odoo-standby");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().and_then(Path::parent).unwrap();
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut c = Command::new(cargo);
+            c.args([
+                "build",
+                "-q",
+                "-p",
+                "odoo-standby",
+                "--features",
+                "test-hooks",
+            ]);
+            if release {
+                c.arg("--release");
+            }
+            let ok = c.status().unwrap();
+            assert!(ok.success(), "cannot build odoo-standby");
+            dir.join("odoo-standby")
+        })
+        .clone()
 }
 
 /// The configuration an operator writes on the backup for the lab's VPS.
@@ -66,6 +79,9 @@ pub struct LabWorld {
     pub lab: Lab,
     /// Whether every odoo-standby run is echoed on stderr (tests: yes; the demo: no).
     pub echo: bool,
+    /// A file in the backup machine where odoo-standby records every command it runs, with
+    /// its plan step (the `test-hooks` build's `ODOO_STANDBY_RECORD`).
+    pub record: Option<String>,
 }
 
 impl Default for LabWorld {
@@ -77,13 +93,21 @@ impl Default for LabWorld {
 impl LabWorld {
     /// Boots and sets up the world (about 40 s with a cached base).
     pub fn new() -> Self {
+        Self::with_config(LAB_CONFIG, binary())
+    }
+
+    /// The world with another odoo-standby configuration and binary.
+    pub fn with_config(config: &str, bin: PathBuf) -> Self {
         let src = lab::odoo::source().unwrap();
-        let bin = binary();
         let lab = Lab::up(&Lab::two_machines()).unwrap();
-        let w = Self { lab, echo: true };
+        let w = Self {
+            lab,
+            echo: true,
+            record: None,
+        };
         lab::odoo::install_vps(w.vps(), &src).unwrap();
         lab::odoo::install_backup(w.backup(), &src, w.vps()).unwrap();
-        lab::odoo::install_product(w.backup(), &bin, LAB_CONFIG).unwrap();
+        lab::odoo::install_product(w.backup(), &bin, config).unwrap();
         // The operator installs the drop-in the product prints, exactly as printed.
         let rules = w.ok(&["vps-sudoers", "vps1"]);
         w.vps()
@@ -131,7 +155,15 @@ impl LabWorld {
 
     /// Runs `odoo-standby ARGS` inside the backup machine, as the operator would (root).
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut argv = vec!["/usr/local/bin/odoo-standby"];
+        let rec = self
+            .record
+            .as_ref()
+            .map(|r| format!("ODOO_STANDBY_RECORD={r}"));
+        let mut argv = Vec::new();
+        if let Some(r) = &rec {
+            argv.extend(["env", r.as_str()]);
+        }
+        argv.push("/usr/local/bin/odoo-standby");
         argv.extend_from_slice(args);
         let out = self.backup().exec(&argv).unwrap();
         if !self.echo && out.status.success() {

@@ -4,12 +4,57 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use odoo_standby_tests::LabWorld;
+use odoo_standby_tests::{binary, LabWorld, LAB_CONFIG};
 use serde_json::Value;
+
+/// Every step's commands as `--dry-run --json` shows them, over the three plans.
+fn planned(w: &LabWorld) -> BTreeMap<String, Vec<Vec<String>>> {
+    let mut m: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for op in ["protect", "failover", "failback"] {
+        let out = w.cli(&[op, "vps1", "--dry-run", "--json"]);
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for s in plan["steps"].as_array().unwrap() {
+            let argvs = s["commands"].as_array().unwrap().iter().map(|c| {
+                c.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_owned())
+                    .collect()
+            });
+            m.entry(s["id"].as_str().unwrap().to_owned())
+                .or_default()
+                .extend(argvs);
+        }
+    }
+    m
+}
+
+/// What odoo-standby recorded that it ran: (step, kind, argv), in order.
+fn recorded(w: &LabWorld) -> Vec<(String, String, Vec<String>)> {
+    w.backup()
+        .read("/root/record.jsonl")
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let argv = v["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect();
+            (
+                v["step"].as_str().unwrap().to_owned(),
+                v["kind"].as_str().unwrap().to_owned(),
+                argv,
+            )
+        })
+        .collect()
+}
 
 fn ids(v: &Value) -> Vec<u64> {
     v.as_array()
@@ -35,7 +80,14 @@ fn lines(w: &LabWorld, path: &str) -> usize {
 
 #[test]
 fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
-    let w = LabWorld::new();
+    // The operator names the database: the dry runs can then show every argv exactly.
+    let config = LAB_CONFIG.replace(
+        "odoo_conf = \"/etc/odoo.conf\"\n",
+        "odoo_conf = \"/etc/odoo.conf\"\ndatabases = [\"clientes\"]\n",
+    );
+    let mut w = LabWorld::with_config(&config, binary());
+    // Every command odoo-standby runs from here on is recorded with its step.
+    w.record = Some("/root/record.jsonl".into());
     // An admin's table made as postgres in the Odoo database: real Odoo ignores it, and so
     // must every step of ours.
     w.vps_sql(
@@ -303,6 +355,57 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
         ])
         .unwrap();
     assert!(!journal.trim().is_empty());
+    // --dry-run showed the very argv of every command that acted, step by step.
+    let plans = planned(&w);
+    let rec = recorded(&w);
+    let mut unshown = Vec::new();
+    for (step, kind, argv) in &rec {
+        if kind == "Acts" && !step.is_empty() && !plans.get(step).is_some_and(|p| p.contains(argv))
+        {
+            unshown.push(format!("{step}: {}", argv.join(" ")));
+        }
+    }
+    assert!(
+        unshown.is_empty(),
+        "run but not shown by --dry-run:\n{}",
+        unshown.join("\n")
+    );
+    let acted: BTreeSet<&str> = rec
+        .iter()
+        .filter(|r| r.1 == "Acts")
+        .map(|r| r.0.as_str())
+        .collect();
+    for step in [
+        "clone-standby",
+        "seed-files",
+        "start-syncs",
+        "start-odoo",
+        "rejoin-vps",
+        "copy-files-back",
+    ] {
+        assert!(acted.contains(step), "{step} ran no command: {acted:?}");
+    }
+    // Rewind before follow: the VPS's cluster stopped, rewound, told to follow, then started.
+    let in_rejoin: Vec<&(String, String, Vec<String>)> =
+        rec.iter().filter(|r| r.0 == "rejoin-vps").collect();
+    let at = |pred: &dyn Fn(&Vec<String>) -> bool| in_rejoin.iter().position(|r| pred(&r.2));
+    let stop = at(&|a| a.last().is_some_and(|x| x == "fast") && a.iter().any(|x| x == "stop"));
+    let rewind = at(&|a| a[0].ends_with("/pg_rewind"));
+    let follow = in_rejoin
+        .iter()
+        .rposition(|r| r.2.iter().any(|x| x.ends_with("/standby.signal")));
+    let start = in_rejoin
+        .iter()
+        .rposition(|r| r.2.last().is_some_and(|x| x == "start"));
+    assert!(
+        stop.is_some() && rewind.is_some() && follow.is_some() && start.is_some(),
+        "{in_rejoin:?}"
+    );
+    assert!(
+        stop < rewind && rewind < follow && follow < start,
+        "{in_rejoin:?}"
+    );
+
     // Nothing the product ran on the VPS needed a sudo rule it does not print.
     let sudo = w
         .vps()

@@ -315,3 +315,45 @@ async fn failover_goes_on_with_a_file_the_backup_never_got_and_a_table_owned_by_
     assert_eq!(s["role"], "primary");
     assert_eq!(s["odoo_unit"], "active");
 }
+
+/// A changed SSH host key is the host crate's error, with the fingerprint offered; it must
+/// reach the operator through the layers above, from `sync` and from `failover` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
+    let t = T::new();
+    t.ok(&["protect", "vps1", "--restart-vps"]);
+    t.wait_healthy();
+    // A new attachment, so that the next pass must talk to the VPS.
+    t.w.vps
+        .add_attachments("clientes", &t.w.data_dir, 1, &SizeMix::fixed(500), 99)
+        .unwrap();
+    // The VPS's key in known_hosts is replaced by another one (as after a reinstall, or
+    // a machine in the middle).
+    let other = t.sb.root().join("other_key");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let new_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let new_key: Vec<&str> = new_key.split_whitespace().take(2).collect();
+    let known = std::fs::read_to_string(&t.w.sshd.known_hosts).unwrap();
+    let swapped: String = known
+        .lines()
+        .map(|l| {
+            let who = l.split_whitespace().next().unwrap_or_default();
+            format!("{who} {} {}\n", new_key[0], new_key[1])
+        })
+        .collect();
+    std::fs::write(&t.w.sshd.known_hosts, swapped).unwrap();
+    for args in [&["sync", "vps1"][..], &["failover", "vps1", "--yes"][..]] {
+        let out = t.cli(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("CHANGED") && err.contains("SHA256:"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -1,12 +1,10 @@
 //! `odoo-standby`: the operator's command line.
 //!
-//! `init` (a commented example config), `check` (validate it), `protect`, `status`,
-//! `failover`, `failback`, `resume`, `sync`, `sandbox up|down` and `demo`. Each is a thin layer
-//! over the `failover` crate.
+//! `init` (a commented example config), `check` (validate it), `vps-sudoers`, `protect`,
+//! `status`, `failover`, `failback`, `resume`, `sync`. Each is a thin layer over the
+//! `failover` crate. (The one-machine sandbox and its demo are `odoo-standby-sandbox`.)
 
-mod demo;
 mod ops;
-mod sandbox_cmd;
 
 use std::process::ExitCode;
 
@@ -106,12 +104,6 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         interval: u64,
     },
-    /// A VPS on this machine, left running for scripting (`up DIR`, `down DIR`).
-    #[command(subcommand)]
-    Sandbox(sandbox_cmd::SandboxCmd),
-    /// Start a throwaway VPS and backup server on this machine (real PostgreSQL and sshd on
-    /// loopback), show replication and SSH working, then tear everything down.
-    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,8 +116,6 @@ fn main() -> ExitCode {
         }
         Command::Check => report(check(&config)),
         Command::VpsSudoers { name } => report(ops::vps_sudoers(&config, &name)),
-        Command::Sandbox(cmd) => report(cmd.run()),
-        Command::Demo(args) => block_on(args.run()),
         Command::Protect { op, restart_vps } => block_on(async move {
             let opts = failover::RunOptions {
                 restart_vps,

@@ -2,33 +2,11 @@
 //! the config, builds the instance's world and calls one function of the `failover` crate.
 
 use std::error::Error;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use failover::{Config, Env, Operation, Plan, Reporter, RunOptions};
-
-/// Prints each line as it happens; asks on the terminal.
-pub struct Term;
-
-impl Reporter for Term {
-    fn line(&self, text: &str) {
-        println!("{text}");
-        let _ = std::io::stdout().flush();
-    }
-
-    fn confirm(&self, question: &str) -> Option<bool> {
-        if !std::io::stdin().is_terminal() {
-            return None;
-        }
-        print!("{question} [y/N] ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).ok()?;
-        Some(matches!(answer.trim(), "y" | "Y" | "yes"))
-    }
-}
+use failover::{Config, Env, Operation, Plan, RunOptions, Term};
 
 /// Options shared by the mutating operations.
 #[derive(clap::Args, Debug)]

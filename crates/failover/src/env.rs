@@ -1,6 +1,8 @@
 //! Everything an operation on one instance reaches: both machines, both clusters, the
-//! services, the layout, the passwords. Built from the configuration without connecting to
-//! anything (so `--dry-run` needs no network); connections are made when a step needs them.
+//! services, the layout, the state folder, the passwords. Built from the configuration
+//! without connecting to anything (so `--dry-run` needs no network); connections are made
+//! when a step needs them. The machines are a seam ([`Hosts`]): tests give recording or
+//! mock hosts, production SSH and the local machine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,12 +14,25 @@ use pgrepl::{Cluster, ConnInfo, DebianCluster, Name, PlainCluster, Secret, Upstr
 
 use crate::config::{Config, Instance, ServiceKind};
 use crate::error::{FailoverError, Result};
-use crate::services::{Service, Supervised, Supervisor, Systemd};
+use crate::services::{Supervised, Supervisor, Systemd};
+use crate::state::StateDir;
 
 /// The replication role.
 pub const REPLICA_USER: &str = "replica_user";
 /// The pg_rewind role.
 pub const REWIND_USER: &str = "replica_rewind";
+
+/// The machines an instance's operations run on.
+#[derive(Clone)]
+pub struct Hosts {
+    /// This machine (the backup server).
+    pub local: Arc<dyn Host>,
+    /// The VPS.
+    pub vps: Arc<dyn Host>,
+    /// The VPS again, on a connection of its own: the sync service's fetch helper holds it
+    /// for as long as the service runs (see `filesync::Session`).
+    pub vps_files: Arc<dyn Host>,
+}
 
 /// One instance's world.
 pub struct Env {
@@ -31,8 +46,7 @@ pub struct Env {
     pub local: Arc<dyn Host>,
     /// The VPS, over SSH.
     pub vps: Arc<dyn Host>,
-    /// The VPS again, on a connection of its own: the sync service's fetch helper holds it
-    /// for as long as the service runs (see `filesync::Session`).
+    /// The VPS on a connection of the sync's own.
     pub vps_files: Arc<dyn Host>,
     /// The standby cluster here.
     pub standby: Arc<dyn Cluster>,
@@ -44,12 +58,16 @@ pub struct Env {
     pub there: Arc<dyn Supervisor>,
     /// The instance's folder here.
     pub layout: Layout,
+    /// The instance's state folder.
+    pub state: StateDir,
     /// The SSH login (for rsync).
     pub ssh: filesync::rsync::SshTarget,
     /// The VPS's PostgreSQL host and port, as seen from here.
     pub vps_pg: (String, u16),
     /// The odoo-standby program (the sync service runs it).
     pub program: PathBuf,
+    /// The current step, for hosts that record what runs (test builds only).
+    pub trace: Option<crate::hooks::Trace>,
 }
 
 fn home() -> PathBuf {
@@ -79,53 +97,81 @@ fn plain(
     .map_err(|e| FailoverError::failed(format!("cluster in {}", dir.display()), e))
 }
 
+fn name(what: &str, s: &str) -> Result<Name> {
+    Name::new(what, s).map_err(|e| FailoverError::failed(what.to_owned(), e))
+}
+
 impl Env {
-    /// The world of instance `name` in `cfg`.
-    pub fn new(cfg: &Config, config_path: &Path, name: &str) -> Result<Self> {
-        let inst = cfg.instance(name).map_err(FailoverError::Refused)?.clone();
-        let b = &cfg.backup;
-        let local: Arc<dyn Host> = Arc::new(LocalHost::new());
-        let key = b
+    /// The SSH login of instance `name` (key, known_hosts and target from the config).
+    pub fn ssh_config(cfg: &Config, name: &str) -> Result<SshConfig> {
+        let inst = cfg.instance(name).map_err(FailoverError::Refused)?;
+        let key = cfg
+            .backup
             .ssh_key
             .clone()
             .unwrap_or_else(|| home().join(".ssh/id_ed25519"));
-        let known = b
+        let known = cfg
+            .backup
             .known_hosts
             .clone()
             .unwrap_or_else(|| home().join(".ssh/known_hosts"));
-        let ssh_cfg = SshConfig::from_target(&inst.ssh, SshAuth::KeyFile(key.clone()), &known)
-            .map_err(|e| {
-                FailoverError::Refused(format!(
-                    "instance {name}: ssh: {e} (a ~/.ssh/config alias is not supported here yet: write user@host:port)"
-                ))
-            })?;
+        SshConfig::from_target(&inst.ssh, SshAuth::KeyFile(key), known).map_err(|e| {
+            FailoverError::Refused(format!(
+                "instance {name}: ssh: {e} (a ~/.ssh/config alias is not supported here yet: write user@host:port)"
+            ))
+        })
+    }
+
+    /// The world of instance `name` in `cfg`: this machine, and the VPS over SSH.
+    pub fn new(cfg: &Config, config_path: &Path, name: &str) -> Result<Self> {
+        let ssh = Self::ssh_config(cfg, name)?;
+        let hosts = Hosts {
+            local: Arc::new(LocalHost::new()),
+            vps: Arc::new(SshHost::new(ssh.clone())),
+            vps_files: Arc::new(SshHost::new(ssh)),
+        };
+        let (hosts, trace) = crate::hooks::recording(hosts);
+        let mut env = Self::with_hosts(cfg, config_path, name, hosts)?;
+        env.trace = trace;
+        Ok(env)
+    }
+
+    /// The world of instance `name` on these machines (the seam tests use).
+    pub fn with_hosts(cfg: &Config, config_path: &Path, iname: &str, hosts: Hosts) -> Result<Self> {
+        let inst = cfg.instance(iname).map_err(FailoverError::Refused)?.clone();
+        let b = &cfg.backup;
+        let ssh_cfg = Self::ssh_config(cfg, iname)?;
         let ssh = filesync::rsync::SshTarget {
             user: ssh_cfg.user.clone(),
             host: ssh_cfg.host.clone(),
             port: ssh_cfg.port,
-            identity: key,
-            known_hosts: known,
+            identity: match &ssh_cfg.auth {
+                SshAuth::KeyFile(k) => k.clone(),
+                SshAuth::Agent => home().join(".ssh/id_ed25519"),
+            },
+            known_hosts: ssh_cfg.known_hosts.clone(),
         };
-        let vps_files: Arc<dyn Host> = Arc::new(SshHost::new(ssh_cfg.clone()));
-        let vps: Arc<dyn Host> = Arc::new(SshHost::new(ssh_cfg));
         let pg = ConnInfo::parse(&inst.pg)
-            .map_err(|e| FailoverError::failed(format!("instance {name}: pg"), e))?;
+            .map_err(|e| FailoverError::failed(format!("instance {iname}: pg"), e))?;
         let vps_port = pg.get("port").and_then(|p| p.parse().ok()).unwrap_or(5432);
         let vps_pg = (pg.get("host").unwrap_or("localhost").to_owned(), vps_port);
-        let cname =
-            Name::new("instance", name).map_err(|e| FailoverError::failed("instance name", e))?;
+        let Hosts {
+            local,
+            vps,
+            vps_files,
+        } = hosts;
         let standby: Arc<dyn Cluster> = match &b.clusters_dir {
             Some(dir) => Arc::new(plain(
                 local.clone(),
                 &b.pg_bindir,
-                &dir.join(name),
+                &dir.join(iname),
                 inst.standby_port,
                 &b.pg_os_user,
             )?),
             None => Arc::new(DebianCluster::new(
                 local.clone(),
                 b.pg_version,
-                cname,
+                name("instance", iname)?,
                 inst.standby_port,
             )),
         };
@@ -144,23 +190,18 @@ impl Env {
                 .map_err(|e| FailoverError::failed("instance vps_cluster", e))?;
             Arc::new(DebianCluster::new(vps.clone(), ver, cl, vps_port))
         };
+        let state = StateDir::new(&b.state_dir, iname);
         let (here, there): (Arc<dyn Supervisor>, Arc<dyn Supervisor>) = match b.services {
             ServiceKind::Systemd => (
                 Arc::new(Systemd::new(local.clone())),
                 Arc::new(Systemd::new(vps.clone())),
             ),
             ServiceKind::Supervised => (
-                Arc::new(Supervised::new(
-                    local.clone(),
-                    b.state_dir.join(name).join("run"),
-                )),
-                Arc::new(Supervised::new(
-                    vps.clone(),
-                    b.state_dir.join(name).join("vps-run"),
-                )),
+                Arc::new(Supervised::new(local.clone(), state.run_dir())),
+                Arc::new(Supervised::new(vps.clone(), state.vps_run_dir())),
             ),
         };
-        let layout = Layout::new(&b.root, name, &b.os_user, &b.odoo_source)
+        let layout = Layout::new(&b.root, iname, &b.os_user, &b.odoo_source)
             .map_err(|e| FailoverError::failed("layout", e))?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -174,15 +215,32 @@ impl Env {
             here,
             there,
             layout,
+            state,
             ssh,
             vps_pg,
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("odoo-standby")),
+            trace: None,
         })
+    }
+
+    /// Tells recording hosts which step runs now (nothing in production).
+    pub fn trace_step(&self, step: &str) {
+        crate::hooks::set_step(&self.trace, step);
     }
 
     /// The instance name.
     pub fn name(&self) -> &str {
         &self.inst.name
+    }
+
+    /// The VPS, as plans name it.
+    pub fn vps_label(&self) -> String {
+        format!("VPS {}@{}:{}", self.ssh.user, self.ssh.host, self.ssh.port)
+    }
+
+    /// This server, as plans name it.
+    pub fn here_label(&self) -> String {
+        format!("backup server {}", self.cfg.backup.address)
     }
 
     /// `psql` to the standby cluster here, as its OS user.
@@ -195,6 +253,19 @@ impl Env {
     /// rule that lets it run commands as that OS user, see `odoo-standby vps-sudoers`).
     pub fn vps_psql(&self, db: &str) -> pgrepl::Psql {
         self.vps_cluster.psql(db)
+    }
+
+    /// The VPS's address for pg_hba (its PostgreSQL host, or its SSH host, as an IP).
+    pub fn vps_address(&self) -> Result<String> {
+        for h in [&self.vps_pg.0, &self.ssh.host] {
+            if h.parse::<std::net::IpAddr>().is_ok() {
+                return Ok(h.clone());
+            }
+        }
+        Err(FailoverError::Refused(format!(
+            "neither {:?} nor {:?} is an IP address; pg_hba needs the VPS's address: write it in the instance's pg = \"host=...\"",
+            self.vps_pg.0, self.ssh.host
+        )))
     }
 
     /// How the standby here follows the VPS.
@@ -269,116 +340,29 @@ impl Env {
         ]
     }
 
-    /// The promoted Odoo here.
-    pub fn odoo_service(&self) -> Service {
-        Service {
-            unit: self.layout.unit_name(),
-            argv: self.exec_start(),
-            user: self.cfg.backup.os_user.clone(),
-            unit_file: Some(self.layout.unit_file()),
-        }
-    }
-
-    /// The unit's command: the configured python, `<instance>/odoo/odoo-bin -c <instance>/odoo.conf`.
-    pub fn exec_start(&self) -> Vec<String> {
-        vec![
-            self.cfg.backup.python.display().to_string(),
-            self.layout.odoo().join("odoo-bin").display().to_string(),
-            "-c".into(),
-            self.layout.conf().display().to_string(),
-        ]
-    }
-
-    /// The instance's syncs here (`odoo-standby sync NAME --watch`).
-    pub fn sync_service(&self) -> Service {
-        Service {
-            unit: format!("odoo-standby-sync-{}.service", self.name()),
-            argv: vec![
-                self.program.display().to_string(),
-                "-c".into(),
-                self.config_path.display().to_string(),
-                "sync".into(),
-                self.name().to_owned(),
-                "--watch".into(),
-            ],
-            user: "root".into(),
-            unit_file: Some(
-                self.layout
-                    .dir()
-                    .join(format!("odoo-standby-sync-{}.service", self.name())),
-            ),
-        }
-    }
-
-    /// The VPS's own Odoo.
-    pub fn vps_odoo_service(&self) -> Service {
-        Service {
-            unit: format!(
-                "{}.service",
-                self.inst.vps_odoo_unit.trim_end_matches(".service")
-            ),
-            argv: vec![
-                self.cfg.backup.python.display().to_string(),
-                self.inst.vps_odoo_bin.display().to_string(),
-                "-c".into(),
-                self.inst.odoo_conf.display().to_string(),
-            ],
-            user: self.ssh.user.clone(),
-            unit_file: None,
-        }
-    }
-
-    /// Mirrors the VPS's addon sources into the instance folder (rsync `--delete`, as the
-    /// runbook does): the first copy in protect, then every 12 h in the sync service.
-    pub async fn mirror_sources(&self) -> Result<()> {
-        filesync::rsync::mirror(
-            self.local.as_ref(),
-            &self.ssh,
-            &filesync::rsync::Tree {
-                remote: self.inst.sources.clone(),
-                dest_parent: self.layout.dir(),
-                delete: true,
-                compress: false,
-                exclude: Vec::new(),
-            },
-            None,
-        )
-        .await
-        .map_err(|e| FailoverError::failed("mirroring the sources", e))
-    }
-
-    /// The databases to protect: the configured ones, or every database on the standby
-    /// (else the VPS) that has an `ir_attachment` table.
+    /// The databases to protect: the configured ones, or every Odoo database of the standby
+    /// (else the VPS's), as `filesync::watch::odoo_databases` finds them.
     pub async fn databases(&self) -> Result<Vec<String>> {
         if !self.inst.databases.is_empty() {
             return Ok(self.inst.databases.clone());
         }
-        let sql = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres' ORDER BY 1";
-        let mut names = Vec::new();
-        let standby_up = self.standby.is_running().await.unwrap_or(false);
-        let list = if standby_up {
-            rows(&self.standby_sql("postgres"), sql).await?
+        let cluster = if self.standby.is_running().await.unwrap_or(false) {
+            self.standby.clone()
         } else {
-            rows(&self.vps_psql("postgres"), sql).await?
+            self.vps_cluster.clone()
         };
-        for db in list {
-            let q = "SELECT to_regclass('public.ir_attachment') IS NOT NULL";
-            let has = if standby_up {
-                pgrepl::query_value(&self.standby_sql(&db), q)
-                    .await
-                    .ok()
-                    .flatten()
-            } else {
-                pgrepl::query_value(&self.vps_psql(&db), q)
-                    .await
-                    .ok()
-                    .flatten()
-            };
-            if has.as_deref() == Some("t") {
-                names.push(db);
-            }
+        filesync::watch::odoo_databases(&crate::sync::ClusterDbs(cluster))
+            .await
+            .map_err(|e| FailoverError::failed("listing the Odoo databases", e))
+    }
+
+    /// The databases a plan shows: the configured ones, or `DB` (known only when it runs).
+    pub fn planned_databases(&self) -> Vec<String> {
+        if self.inst.databases.is_empty() {
+            vec!["DB".into()]
+        } else {
+            self.inst.databases.clone()
         }
-        Ok(names)
     }
 }
 
@@ -391,8 +375,4 @@ pub async fn rows(db: &dyn pgrepl::Sql, sql: &str) -> Result<Vec<String>> {
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
         .collect())
-}
-
-fn name(what: &str, s: &str) -> Result<Name> {
-    Name::new(what, s).map_err(|e| FailoverError::failed(what.to_owned(), e))
 }

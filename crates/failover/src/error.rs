@@ -1,4 +1,9 @@
-//! Errors of the orchestration: what was being done, on which host, and what to do next.
+//! Errors of the orchestration: what was being done, on which host, and what to do next. The
+//! lower layers' errors stay causes (`source()`), so the operator reads their words too (a
+//! changed host key comes with its fingerprint); binaries print the whole chain.
+
+/// A cause from a lower layer (host, pgrepl, filesync, odoo-instance, I/O).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Something went wrong while planning or running an operation.
 #[derive(Debug, thiserror::Error)]
@@ -6,20 +11,21 @@ pub enum FailoverError {
     /// The configuration file is wrong.
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
-    /// An action failed; `what` says what was being done (and where), then the cause.
-    #[error("{what}: {cause}")]
+    /// An action failed; `what` says what was being done (and where); the cause follows.
+    #[error("{what}")]
     Failed {
         /// What was being done, on which host.
         what: String,
-        /// The underlying error, as text (its secrets already redacted by the layer below).
-        cause: String,
+        /// Why (its secrets already redacted by the layer below).
+        #[source]
+        source: Cause,
     },
     /// We refuse to go on (fencing, a busy instance, an interrupted plan...): the text says
     /// why and what to do.
     #[error("{0}")]
     Refused(String),
-    /// A step of a plan failed; the hint says what the operator can do.
-    #[error("step {step:?} ({title}) failed: {cause}\n  hint: {hint}\n  then: odoo-standby resume {instance}")]
+    /// A step of a plan failed; [`FailoverError::hint`] says what the operator can do.
+    #[error("step {step:?} ({title}) failed")]
     Step {
         /// The instance.
         instance: String,
@@ -27,10 +33,11 @@ pub enum FailoverError {
         step: String,
         /// The step's description.
         title: String,
-        /// What went wrong.
-        cause: String,
         /// What to do about it.
         hint: String,
+        /// What went wrong.
+        #[source]
+        source: Box<FailoverError>,
     },
     /// The journal or lock could not be used.
     #[error("journal {path}: {cause}")]
@@ -42,14 +49,53 @@ pub enum FailoverError {
     },
 }
 
+/// What kind of failure, for callers that branch on it (exit codes, retries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The configuration is wrong: fix the file.
+    Config,
+    /// We refused, touching nothing more: read why.
+    Refused,
+    /// Something we ran failed.
+    Failed,
+    /// The journal or lock.
+    Journal,
+}
+
 impl FailoverError {
     /// A failure of `what`, caused by `e`.
-    pub fn failed(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+    pub fn failed(what: impl Into<String>, e: impl Into<Cause>) -> Self {
         Self::Failed {
             what: what.into(),
-            cause: e.to_string(),
+            source: e.into(),
         }
     }
+
+    /// Its kind (a failed step has the kind of its cause).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Config(_) => ErrorKind::Config,
+            Self::Failed { .. } => ErrorKind::Failed,
+            Self::Refused(_) => ErrorKind::Refused,
+            Self::Step { source, .. } => source.kind(),
+            Self::Journal { .. } => ErrorKind::Journal,
+        }
+    }
+
+    /// What the operator can do next, when we know (a failed step: its hint, then resume).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Step { hint, instance, .. } => Some(format!(
+                "hint: {hint}\nthen: odoo-standby resume {instance}"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// An error and its causes on one line (`a: b: c`), for status lines and state files.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    filesync::watch::chain(e)
 }
 
 /// Results of this crate.

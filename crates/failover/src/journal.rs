@@ -11,11 +11,12 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FailoverError, Result};
+use crate::state::StateDir;
 
 /// The operation in progress on an instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ pub struct Entry {
 
 /// An instance's journal, locked for this process.
 pub struct Journal {
-    dir: PathBuf,
+    state: StateDir,
     _lock: File,
 }
 
@@ -75,12 +76,12 @@ pub fn now() -> u64 {
 }
 
 impl Journal {
-    /// Opens `<state_dir>/<name>/` (made 0700 if needed) and takes its lock; refuses when
+    /// Opens the instance's state folder (made if needed) and takes its lock; refuses when
     /// another process holds it.
-    pub fn open(state_dir: &Path, name: &str) -> Result<Self> {
-        let dir = state_dir.join(name);
-        std::fs::create_dir_all(&dir).map_err(jerr(&dir))?;
-        let lock_path = dir.join("lock");
+    pub fn open(state: &StateDir) -> Result<Self> {
+        let dir = state.dir();
+        std::fs::create_dir_all(dir).map_err(jerr(dir))?;
+        let lock_path = state.lock();
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -93,26 +94,33 @@ impl Journal {
         let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             return Err(FailoverError::Refused(format!(
                 "another odoo-standby is working on {name} (pid {}); wait for it to finish, or look at {}",
                 holder.trim(),
-                dir.join("journal.jsonl").display()
+                state.journal().display()
             )));
         }
         let mut l = &lock;
         let _ = lock.set_len(0);
         let _ = writeln!(l, "{}", std::process::id());
-        Ok(Self { dir, _lock: lock })
+        Ok(Self {
+            state: state.clone(),
+            _lock: lock,
+        })
     }
 
     /// The folder.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.state.dir()
     }
 
     /// The operation in progress, if a run did not complete.
     pub fn current(&self) -> Result<Option<Current>> {
-        let path = self.dir.join("current.json");
+        let path = self.state.current();
         match std::fs::read_to_string(&path) {
             Ok(t) => serde_json::from_str(&t)
                 .map(Some)
@@ -127,8 +135,8 @@ impl Journal {
 
     /// Records that `c` is in progress.
     pub fn begin(&self, c: &Current) -> Result<()> {
-        let path = self.dir.join("current.json");
-        let tmp = self.dir.join("current.json.tmp");
+        let path = self.state.current();
+        let tmp = self.state.dir().join("current.json.tmp");
         let text = serde_json::to_string_pretty(c).map_err(|e| FailoverError::Journal {
             path: path.display().to_string(),
             cause: e.to_string(),
@@ -142,7 +150,7 @@ impl Journal {
 
     /// Appends one event and syncs it to disk.
     pub fn record(&self, c: &Current, step: &str, event: &str) -> Result<()> {
-        let path = self.dir.join("journal.jsonl");
+        let path = self.state.journal();
         let entry = Entry {
             at: now(),
             run: c.run.clone(),
@@ -167,7 +175,7 @@ impl Journal {
 
     /// Every entry (lines that do not parse, e.g. half-written by a crash, are skipped).
     pub fn entries(&self) -> Result<Vec<Entry>> {
-        let path = self.dir.join("journal.jsonl");
+        let path = self.state.journal();
         match std::fs::read_to_string(&path) {
             Ok(t) => Ok(t
                 .lines()
@@ -190,15 +198,15 @@ impl Journal {
 
     /// The run stopped before changing anything: `current.json` becomes `aborted.json`.
     pub fn abort(&self) -> Result<()> {
-        let from = self.dir.join("current.json");
-        let to = self.dir.join("aborted.json");
+        let from = self.state.current();
+        let to = self.state.aborted();
         std::fs::rename(&from, &to).map_err(jerr(&from))
     }
 
     /// The run completed: `current.json` becomes `last.json`.
     pub fn finish(&self) -> Result<()> {
-        let from = self.dir.join("current.json");
-        let to = self.dir.join("last.json");
+        let from = self.state.current();
+        let to = self.state.dir().join("last.json");
         std::fs::rename(&from, &to).map_err(jerr(&from))
     }
 }
@@ -210,9 +218,11 @@ mod tests {
     #[test]
     fn a_second_process_is_refused_and_progress_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), "vps1").unwrap();
+        let j = Journal::open(&StateDir::new(dir.path(), "vps1")).unwrap();
         // flock is per open file description: a second open in the same process conflicts too.
-        let e = Journal::open(dir.path(), "vps1").err().unwrap();
+        let e = Journal::open(&StateDir::new(dir.path(), "vps1"))
+            .err()
+            .unwrap();
         assert!(
             e.to_string()
                 .contains("another odoo-standby is working on vps1"),
@@ -230,7 +240,7 @@ mod tests {
         j.record(&c, "promote", "started").unwrap();
         j.record(&c, "stop-syncs", "done").unwrap();
         drop(j);
-        let j = Journal::open(dir.path(), "vps1").unwrap();
+        let j = Journal::open(&StateDir::new(dir.path(), "vps1")).unwrap();
         assert_eq!(j.current().unwrap(), Some(c.clone()));
         let done = j.done("r1").unwrap();
         assert!(done.contains("stop-syncs") && !done.contains("promote"));

@@ -2,13 +2,16 @@
 //!
 //! - [`Config`]: the TOML file every command reads, validated once, with errors that name the
 //!   file, the line, the key and what to write instead.
-//! - [`Plan`]: each operation ([`Operation`]) is data, an ordered list of [`Step`]s with what
-//!   each runs, how it knows it is done, and what to do when it fails; `--dry-run` prints it.
+//! - [`steps`]: one type per runbook step ([`Step`]): its description, what it runs (the
+//!   very command specs it executes, for `--dry-run`), its done-check and its action together.
+//! - [`Plan`]: each operation ([`Operation`]) is an ordered list of steps, shown as data.
 //! - [`start`] / [`resume`]: run a plan with a [`Journal`] (one lock per instance; a run
-//!   killed at any point continues where it stopped).
+//!   killed at any point continues where it stopped; the fence is checked again every time).
+//! - [`Env`]: everything an instance's operations reach, the machines injected ([`Hosts`]).
 //! - [`Supervisor`]: services (Odoo, the syncs) through systemd on real servers and plain
 //!   supervised processes in the sandbox; clusters through `pgrepl::Cluster`.
 //! - [`status()`], [`sync_pass`] / [`watch`]: health of an instance, and the file syncs.
+//! - [`vps_sudoers`]: the drop-in a VPS login user needs, from the commands run as root.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), failover::FailoverError> {
@@ -19,26 +22,37 @@
 //! # Ok(()) }
 //! ```
 
-mod actions;
 mod config;
 mod env;
 mod error;
+mod hooks;
+mod instance;
 mod journal;
 mod plan;
+mod runner;
 mod services;
+mod state;
 mod status;
+pub mod steps;
 mod sudoers;
 mod sync;
+mod vps;
 
-pub use actions::{
-    lost_path, missing_files, paused_file, vps_state, vps_takes_writes, Action, VpsState,
-};
 pub use config::{Backup, Config, ConfigError, Instance, ServiceKind, EXAMPLE};
-pub use env::{rows, Env, REPLICA_USER, REWIND_USER};
-pub use error::{FailoverError, Result};
+pub use env::{rows, Env, Hosts, REPLICA_USER, REWIND_USER};
+pub use error::{chain, ErrorKind, FailoverError, Result};
 pub use journal::{Current, Entry, Journal};
-pub use plan::{resume, start, Operation, Plan, Reporter, RunOptions, Step};
+pub use plan::{Operation, Out, Plan, PlannedStep, Reporter, RunOptions, Term};
+pub use runner::{resume, run_steps, start};
 pub use services::{Service, Supervised, Supervisor, Systemd};
-pub use status::{status, DbHealth, FilesHealth, InstanceStatus};
+pub use state::StateDir;
+pub use status::{missing_files, status, DbHealth, FilesHealth, InstanceStatus};
+pub use steps::{lost_path, Run, Step};
 pub use sudoers::{vps_root_commands, vps_sudoers};
-pub use sync::{sync_pass, watch, Passes, SyncState};
+pub use sync::{sync_pass, watch, ClusterDbs, Passes, SyncState};
+pub use vps::{vps_state, vps_takes_writes, VpsState};
+
+/// The marker that pauses `odoo-standby sync` for an instance (written by failover).
+pub fn paused_file(env: &Env) -> std::path::PathBuf {
+    env.state.paused()
+}

@@ -1,16 +1,12 @@
-//! Plans are data: an ordered list of steps, each with a description, the host it runs on,
-//! what it will run (commands, SQL, files; never a secret), a check that tells whether it is
-//! already done, and a hint for when it fails. `--dry-run` prints them; [`execute`] runs them
-//! with a [`Journal`], so an interrupted run resumes where it stopped.
-
-use std::collections::HashSet;
+//! Plans are data: an ordered list of steps ([`crate::steps::Step`]), each shown with what it
+//! runs (the commands that act, by their exact argv; SQL, files and questions in words), how
+//! it knows it is done, and what to do when it fails. `--dry-run` prints them; the runner
+//! (`crate::runner`) runs the same steps with a journal.
 
 use serde::Serialize;
 
-use crate::actions::Action;
 use crate::env::Env;
-use crate::error::{FailoverError, Result};
-use crate::journal::{Current, Journal};
+use crate::steps::{self, Run, Step};
 
 /// The operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -42,62 +38,61 @@ impl Operation {
     }
 
     /// The steps, in order.
-    pub fn actions(self) -> Vec<Action> {
-        use Action::*;
+    pub fn steps(self) -> Vec<Box<dyn Step>> {
         match self {
-            Self::Protect => vec![
-                Preflight,
-                Secrets,
-                PreparePrimary,
-                CloneStandby,
-                Layout,
-                SeedFiles,
-                OdooConf,
-                OdooLogin,
-                OdooUnit,
-                SyncUnit,
-                StartSyncs,
-            ],
-            Self::Failover => vec![
-                Fence, Confirm, StopSyncs, Promote, LostFiles, OdooFiles, Smoke, StartOdoo,
-                CheckHttp, Nginx,
-            ],
-            Self::Failback => vec![
-                StopVpsOdoo,
-                PrepareBackupPrimary,
-                RejoinVps,
-                StopOdoo,
-                CopyFilesBack,
-                CatchUp,
-                StopStandby,
-                PromoteVps,
-                RejoinBackup,
-                DropStaleSlots,
-                StartSyncs,
-                StartVpsOdoo,
-            ],
+            Self::Protect => steps::protect(),
+            Self::Failover => steps::failover(),
+            Self::Failback => steps::failback(),
         }
     }
 }
 
 /// One step, as shown.
 #[derive(Clone, Debug, Serialize)]
-pub struct Step {
+pub struct PlannedStep {
     /// Stable id (journal, kill points, `--json`).
     pub id: &'static str,
     /// What it does.
     pub description: String,
     /// Where it runs.
     pub host: String,
-    /// What it will run: commands, SQL, files (secrets redacted).
+    /// What it runs, one line each (secrets as `***`).
     pub runs: Vec<String>,
+    /// The argv of every command it runs that acts: exactly what it executes.
+    pub commands: Vec<Vec<String>>,
+    /// What it runs, structured.
+    pub does: Vec<Run>,
     /// How it knows it is already done.
     pub check: String,
     /// What to do when it fails.
     pub hint: String,
-    /// The action.
-    #[serde(skip)]
-    pub action: Action,
+}
+
+impl PlannedStep {
+    /// How `step` shows for the instance of `env`.
+    pub fn of(step: &dyn Step, env: &Env) -> Self {
+        let does = step.runs(env);
+        Self {
+            id: step.id(),
+            description: step.title().to_owned(),
+            host: if step.on_vps() {
+                env.vps_label()
+            } else {
+                env.here_label()
+            },
+            runs: does.iter().map(Run::shown).collect(),
+            commands: does
+                .iter()
+                .filter_map(|r| match r {
+                    Run::Command { argv, .. } => Some(argv.clone()),
+                    _ => None,
+                })
+                .collect(),
+            does,
+            check: step.check().to_owned(),
+            hint: step.hint().to_owned(),
+        }
+    }
 }
 
 /// A plan for one instance.
@@ -108,7 +103,7 @@ pub struct Plan {
     /// The instance.
     pub instance: String,
     /// The steps in order.
-    pub steps: Vec<Step>,
+    pub steps: Vec<PlannedStep>,
 }
 
 impl Plan {
@@ -117,7 +112,11 @@ impl Plan {
         Self {
             operation: op,
             instance: env.name().to_owned(),
-            steps: op.actions().into_iter().map(|a| a.step(env)).collect(),
+            steps: op
+                .steps()
+                .iter()
+                .map(|s| PlannedStep::of(s.as_ref(), env))
+                .collect(),
         }
     }
 
@@ -161,6 +160,10 @@ pub struct RunOptions {
     pub vps_unreachable: bool,
 }
 
+/// What steps and the runner report to: a [`Reporter`] that borrows nothing (a terminal, a
+/// log, a test's collector), so that a mocked step can be handed it.
+pub type Out = dyn Reporter + 'static;
+
 /// Where progress goes (a terminal, a log, a test).
 pub trait Reporter: Send + Sync {
     /// One line.
@@ -169,142 +172,28 @@ pub trait Reporter: Send + Sync {
     fn confirm(&self, question: &str) -> Option<bool>;
 }
 
-/// Starts `op` on the instance of `env`, or continues the interrupted run of the same
-/// operation. A different operation interrupted earlier is refused: resume it first.
-pub async fn start(env: &Env, op: Operation, opts: &RunOptions, out: &dyn Reporter) -> Result<()> {
-    let journal = Journal::open(&env.cfg.backup.state_dir, env.name())?;
-    let current = match journal.current()? {
-        Some(c) if c.operation == op.as_str() => {
-            out.line(&format!(
-                "continuing the interrupted {} of {} (run {})",
-                c.operation,
-                env.name(),
-                c.run
-            ));
-            c
-        }
-        Some(c) => {
-            return Err(FailoverError::Refused(format!(
-                "a {} of {} was interrupted (run {}); finish it first: odoo-standby resume {}",
-                c.operation,
-                env.name(),
-                c.run,
-                env.name()
-            )))
-        }
-        None => {
-            let now = crate::journal::now();
-            let c = Current {
-                operation: op.as_str().into(),
-                run: format!("{}-{now}-{}", op.as_str(), std::process::id()),
-                force: opts.force,
-                restart_vps: opts.restart_vps,
-                vps_unreachable: opts.vps_unreachable,
-                started: now,
-            };
-            journal.begin(&c)?;
-            c
-        }
-    };
-    run(env, &journal, &current, op, opts, out).await
-}
+/// Prints each line as it happens on stdout; asks on the terminal (never when stdin is not
+/// one: then `--yes` is needed).
+pub struct Term;
 
-/// Continues the interrupted operation of the instance; `Ok(false)` when there is none.
-pub async fn resume(env: &Env, opts: &RunOptions, out: &dyn Reporter) -> Result<bool> {
-    let journal = Journal::open(&env.cfg.backup.state_dir, env.name())?;
-    let Some(current) = journal.current()? else {
-        return Ok(false);
-    };
-    let op = Operation::parse(&current.operation).ok_or_else(|| FailoverError::Journal {
-        path: journal.dir().join("current.json").display().to_string(),
-        cause: format!("unknown operation {:?}", current.operation),
-    })?;
-    out.line(&format!(
-        "resuming the {} of {} (run {})",
-        current.operation,
-        env.name(),
-        current.run
-    ));
-    let opts = RunOptions {
-        force: current.force || opts.force,
-        yes: opts.yes,
-        restart_vps: current.restart_vps || opts.restart_vps,
-        vps_unreachable: current.vps_unreachable || opts.vps_unreachable,
-    };
-    run(env, &journal, &current, op, &opts, out).await?;
-    Ok(true)
-}
-
-/// A test hook: `ODOO_STANDBY_KILL_AFTER=<step id>` makes the process kill itself (SIGKILL)
-/// right after that step acted and before the journal records it: the worst moment to die.
-fn kill_point(step: &str) {
-    if std::env::var("ODOO_STANDBY_KILL_AFTER").ok().as_deref() == Some(step) {
-        // SAFETY: raising a signal on our own process.
-        unsafe {
-            libc::raise(libc::SIGKILL);
-        }
+impl Reporter for Term {
+    fn line(&self, text: &str) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`| head`) is not an error of ours.
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
     }
-}
 
-async fn run(
-    env: &Env,
-    journal: &Journal,
-    current: &Current,
-    op: Operation,
-    opts: &RunOptions,
-    out: &dyn Reporter,
-) -> Result<()> {
-    let plan = Plan::new(op, env);
-    let done: HashSet<String> = journal.done(&current.run)?;
-    let mut changed = !done.is_empty();
-    let total = plan.steps.len();
-    for (i, step) in plan.steps.iter().enumerate() {
-        let n = i + 1;
-        if done.contains(step.id) && !step.action.every_run() {
-            out.line(&format!("[{n}/{total}] {}: done earlier", step.description));
-            continue;
+    fn confirm(&self, question: &str) -> Option<bool> {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return None;
         }
-        journal.record(current, step.id, "started")?;
-        let fail = |e: FailoverError| FailoverError::Step {
-            instance: env.name().to_owned(),
-            step: step.id.to_owned(),
-            title: step.description.clone(),
-            cause: e.to_string(),
-            hint: step.hint.clone(),
-        };
-        let clock = std::time::Instant::now();
-        let checked = step.action.is_done(env).await;
-        let checked = match checked {
-            Ok(c) => c,
-            Err(e) => return Err(abort_if_untouched(journal, changed, fail(e))),
-        };
-        if checked {
-            journal.record(current, step.id, "already")?;
-            out.line(&format!("[{n}/{total}] {}: already done", step.description));
-            continue;
-        }
-        out.line(&format!("[{n}/{total}] {} ...", step.description));
-        if let Err(e) = step.action.apply(env, opts, out).await {
-            return Err(abort_if_untouched(journal, changed, fail(e)));
-        }
-        changed = true;
-        kill_point(step.id);
-        journal.record(current, step.id, "done")?;
-        out.line(&format!(
-            "[{n}/{total}] {}: done ({:.1} s)",
-            step.description,
-            clock.elapsed().as_secs_f64()
-        ));
+        print!("{question} [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).ok()?;
+        Some(matches!(answer.trim(), "y" | "Y" | "yes"))
     }
-    journal.finish()?;
-    Ok(())
-}
-
-/// A run that fails before any step acted changed nothing: it is not left "interrupted"
-/// (a refused failover must not keep the instance in a half-started state).
-fn abort_if_untouched(journal: &Journal, changed: bool, e: FailoverError) -> FailoverError {
-    if !changed {
-        let _ = journal.abort();
-    }
-    e
 }

@@ -36,19 +36,27 @@ pub trait Supervisor: Send + Sync {
     async fn start(&self, s: &Service) -> Result<()>;
     /// Stops and disables it (nothing when it does not run).
     async fn stop(&self, s: &Service) -> Result<()>;
-    /// What `start` runs, for plans.
-    fn start_shown(&self, s: &Service) -> Vec<String>;
-    /// What `stop` runs, for plans.
-    fn stop_shown(&self, s: &Service) -> Vec<String>;
+    /// The commands `start` runs, for plans (the very specs it executes).
+    fn start_specs(&self, s: &Service) -> Vec<CommandSpec>;
+    /// The commands `stop` runs, for plans.
+    fn stop_specs(&self, s: &Service) -> Vec<CommandSpec>;
     /// The commands `start` and `stop` run as root (for the VPS's sudoers drop-in).
-    fn root_commands(&self, s: &Service) -> Vec<CommandSpec>;
+    fn root_commands(&self, s: &Service) -> Vec<CommandSpec> {
+        self.start_specs(s)
+            .into_iter()
+            .chain(self.stop_specs(s))
+            .filter(|c| c.user() == Some("root"))
+            .collect()
+    }
 }
 
 fn failed(what: String, host: &dyn Host) -> impl FnOnce(host::HostError) -> FailoverError + '_ {
     move |e| FailoverError::failed(format!("{what} on {}", host.name()), e)
 }
 
-/// systemd: `systemctl enable --now` / `disable --now` / `is-active`.
+/// systemd, through `odoo_instance::unit` (the one place that installs, enables and removes
+/// units): a unit file of ours is linked, reloaded and enabled; a unit systemd knows (the
+/// VPS's own Odoo) is enabled or disabled with `--now`.
 pub struct Systemd {
     host: Arc<dyn Host>,
 }
@@ -60,90 +68,52 @@ impl Systemd {
     }
 }
 
-/// `systemctl ARGS` as root (a login user that is not root goes through sudo for it).
-fn systemctl(args: &[&str]) -> CommandSpec {
-    CommandSpec::new("/usr/bin/systemctl")
-        .args(args.iter().copied())
-        .run_as("root")
-}
-
-/// A question to systemd, which any user may ask.
-fn systemctl_query(args: &[&str]) -> CommandSpec {
-    CommandSpec::new("systemctl").args(args.iter().copied())
-}
-
-impl Systemd {
-    /// What `start` runs for a unit systemd knows already (a unit file of ours is linked
-    /// first, by `odoo_instance::unit::install`).
-    fn start_spec(s: &Service) -> CommandSpec {
-        systemctl(&["enable", "--now", &s.unit])
-    }
-
-    fn stop_spec(s: &Service) -> CommandSpec {
-        systemctl(&["disable", "--now", &s.unit])
-    }
+fn unit_err(what: String) -> impl FnOnce(odoo_instance::InstanceError) -> FailoverError {
+    move |e| FailoverError::failed(what, e)
 }
 
 #[async_trait]
 impl Supervisor for Systemd {
     async fn is_active(&self, s: &Service) -> Result<bool> {
-        let out = self
-            .host
-            .run_unchecked(&systemctl_query(&["is-active", "--quiet", &s.unit]))
+        odoo_instance::unit::is_active(self.host.as_ref(), &s.unit)
             .await
-            .map_err(failed(
-                format!("asking systemd about {}", s.unit),
-                self.host.as_ref(),
-            ))?;
-        Ok(out.status.success())
+            .map_err(unit_err(format!("asking systemd about {}", s.unit)))
     }
 
     async fn start(&self, s: &Service) -> Result<()> {
-        if let Some(file) = &s.unit_file {
-            odoo_instance::unit::install(self.host.as_ref(), file, true)
+        let what = format!("starting {} on {}", s.unit, self.host.name());
+        match &s.unit_file {
+            Some(file) => odoo_instance::unit::install(self.host.as_ref(), file, true)
                 .await
-                .map_err(|e| FailoverError::failed(format!("installing {}", s.unit), e))?;
-            return Ok(());
+                .map_err(unit_err(what)),
+            None => self
+                .host
+                .run(&odoo_instance::unit::enable_spec(&s.unit))
+                .await
+                .map(drop)
+                .map_err(|e| FailoverError::failed(what, e)),
         }
-        self.host
-            .run(&Self::start_spec(s))
-            .await
-            .map_err(failed(format!("starting {}", s.unit), self.host.as_ref()))?;
-        Ok(())
     }
 
     async fn stop(&self, s: &Service) -> Result<()> {
-        let known = self
-            .host
-            .run_unchecked(&systemctl_query(&["cat", &s.unit]))
+        odoo_instance::unit::remove(self.host.as_ref(), &s.unit, s.unit_file.is_some())
             .await
-            .map_err(failed(format!("looking up {}", s.unit), self.host.as_ref()))?;
-        if !known.status.success() {
-            return Ok(());
+            .map_err(unit_err(format!(
+                "stopping {} on {}",
+                s.unit,
+                self.host.name()
+            )))
+    }
+
+    fn start_specs(&self, s: &Service) -> Vec<CommandSpec> {
+        match &s.unit_file {
+            Some(f) => odoo_instance::unit::install_specs(f, true).unwrap_or_default(),
+            None => vec![odoo_instance::unit::enable_spec(&s.unit)],
         }
-        self.host
-            .run(&Self::stop_spec(s))
-            .await
-            .map_err(failed(format!("stopping {}", s.unit), self.host.as_ref()))?;
-        Ok(())
     }
 
-    fn start_shown(&self, s: &Service) -> Vec<String> {
-        let mut v = Vec::new();
-        if let Some(f) = &s.unit_file {
-            v.push(format!("systemctl link {}", f.display()));
-            v.push("systemctl daemon-reload".into());
-        }
-        v.push(Self::start_spec(s).to_string());
-        v
-    }
-
-    fn stop_shown(&self, s: &Service) -> Vec<String> {
-        vec![Self::stop_spec(s).to_string()]
-    }
-
-    fn root_commands(&self, s: &Service) -> Vec<CommandSpec> {
-        vec![Self::start_spec(s), Self::stop_spec(s)]
+    fn stop_specs(&self, s: &Service) -> Vec<CommandSpec> {
+        odoo_instance::unit::remove_specs(&s.unit, s.unit_file.is_some())
     }
 }
 
@@ -172,6 +142,20 @@ impl Supervised {
         self.run_dir.join(format!("{}.log", s.unit))
     }
 
+    /// The detached start of `s`, its output appended to its log; prints the pid.
+    fn spawn_spec(&self, s: &Service) -> CommandSpec {
+        CommandSpec::new("sh")
+            .args([
+                "-c",
+                "log=$1; shift; setsid \"$@\" >>\"$log\" 2>&1 </dev/null & echo $!",
+                "sh",
+            ])
+            .arg(self.log_file(s).display().to_string())
+            .args(s.argv.iter().cloned())
+            .run_as(s.user.clone())
+            .timeout(Duration::from_secs(30))
+    }
+
     /// The pid from the pid file, when that process runs `s.argv`.
     async fn running_pid(&self, s: &Service) -> Result<Option<u32>> {
         let pid_file = self.pid_file(s);
@@ -190,7 +174,11 @@ impl Supervised {
         };
         let out = self
             .host
-            .run_unchecked(&CommandSpec::new("cat").arg(format!("/proc/{pid}/cmdline")))
+            .run_unchecked(
+                &CommandSpec::new("cat")
+                    .arg(format!("/proc/{pid}/cmdline"))
+                    .asks(),
+            )
             .await
             .map_err(failed(
                 "reading a process's command line".into(),
@@ -235,16 +223,7 @@ impl Supervisor for Supervised {
                     self.host.as_ref(),
                 ))?;
         }
-        let spec = CommandSpec::new("sh")
-            .args([
-                "-c",
-                "log=$1; shift; setsid \"$@\" >>\"$log\" 2>&1 </dev/null & echo $!",
-                "sh",
-            ])
-            .arg(log.display().to_string())
-            .args(s.argv.iter().cloned())
-            .run_as(s.user.clone())
-            .timeout(Duration::from_secs(30));
+        let spec = self.spawn_spec(s);
         let out = self
             .host
             .run(&spec)
@@ -311,25 +290,13 @@ impl Supervisor for Supervised {
         )))
     }
 
-    fn start_shown(&self, s: &Service) -> Vec<String> {
-        vec![format!(
-            "setsid {} (as {}, pid in {}, log {})",
-            s.argv.join(" "),
-            s.user,
-            self.pid_file(s).display(),
-            self.log_file(s).display()
-        )]
+    fn start_specs(&self, s: &Service) -> Vec<CommandSpec> {
+        vec![self.spawn_spec(s)]
     }
 
-    fn stop_shown(&self, s: &Service) -> Vec<String> {
-        vec![format!(
-            "kill -TERM $(cat {}) when it runs `{}`",
-            self.pid_file(s).display(),
-            s.argv.join(" ")
-        )]
-    }
-
-    fn root_commands(&self, _s: &Service) -> Vec<CommandSpec> {
+    fn stop_specs(&self, _s: &Service) -> Vec<CommandSpec> {
+        // `kill -TERM PID`, the pid read from the pid file at that moment, after checking that
+        // it still runs the service's command: nothing to show before.
         Vec::new()
     }
 }

@@ -5,7 +5,21 @@
 use serde::Serialize;
 
 use crate::env::Env;
+use crate::error::{chain, FailoverError, Result};
 use crate::sync::SyncState;
+
+/// Referenced files missing here, per database (for the risk summary and status).
+pub async fn missing_files(env: &Env) -> Result<Vec<(String, usize)>> {
+    let mut v = Vec::new();
+    let fs = env.layout.data_dir().join("filestore");
+    for db in env.databases().await? {
+        let r = filesync::audit::audit(&env.standby_sql(&db), &db, &fs, false)
+            .await
+            .map_err(|e| FailoverError::failed(format!("auditing {db}"), e))?;
+        v.push((db, r.missing.len()));
+    }
+    Ok(v)
+}
 
 /// Replication health.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -95,7 +109,7 @@ pub async fn status(env: &Env) -> InstanceStatus {
                 "primary".to_owned()
             }
             Err(e) => {
-                problems.push(format!("cannot read the cluster here: {e}"));
+                problems.push(format!("cannot read the cluster here: {}", chain(&e)));
                 "down".to_owned()
             }
         }
@@ -117,7 +131,10 @@ pub async fn status(env: &Env) -> InstanceStatus {
                     }
                 }
                 Ok(_) => problems.push("the VPS's PostgreSQL is not a primary".into()),
-                Err(e) => problems.push(format!("cannot read the VPS's replication status: {e}")),
+                Err(e) => problems.push(format!(
+                    "cannot read the VPS's replication status: {}",
+                    chain(&e)
+                )),
             },
             _ => problems.push(format!(
                 "the VPS's PostgreSQL at {}:{} cannot be reached",
@@ -133,12 +150,12 @@ pub async fn status(env: &Env) -> InstanceStatus {
     }
     let mut files = FilesHealth::default();
     if running {
-        match crate::actions::missing_files(env).await {
+        match missing_files(env).await {
             Ok(v) => {
                 files.missing = v.iter().map(|(_, n)| n).sum();
                 files.missing_by_db = v;
             }
-            Err(e) => problems.push(format!("cannot audit the filestore: {e}")),
+            Err(e) => problems.push(format!("cannot audit the filestore: {}", chain(&e))),
         }
     }
     if files.missing > 0 {
@@ -166,16 +183,10 @@ pub async fn status(env: &Env) -> InstanceStatus {
             problems.push("Odoo runs here while this is a standby".into());
         }
     }
-    let interrupted = std::fs::read_to_string(
-        env.cfg
-            .backup
-            .state_dir
-            .join(env.name())
-            .join("current.json"),
-    )
-    .ok()
-    .and_then(|t| serde_json::from_str::<crate::journal::Current>(&t).ok())
-    .map(|c| c.operation);
+    let interrupted = std::fs::read_to_string(env.state.current())
+        .ok()
+        .and_then(|t| serde_json::from_str::<crate::journal::Current>(&t).ok())
+        .map(|c| c.operation);
     if let Some(op) = &interrupted {
         problems.push(format!(
             "an interrupted {op}: run `odoo-standby resume {}`",

@@ -369,11 +369,11 @@ fn main() {
         let session = filesync::Session::new(std::sync::Arc::new(host::SshHost::new(
             host.config().clone(),
         )));
-        let vps_side = filesync::Vps {
-            host: std::sync::Arc::new(host),
-            filestore: vps_data.join("filestore"),
-            session: Some(std::sync::Arc::new(session)),
-        };
+        let vps_side = filesync::Vps::new(
+            std::sync::Arc::new(host),
+            vps_data.join("filestore"),
+            Some(std::sync::Arc::new(session)),
+        );
         let mut index = filesync::Index::load_or_build(
             &state_big.join("big.index"),
             &ours_big.join("filestore/big"),

@@ -27,16 +27,31 @@ pub struct Vps {
     /// A helper kept on the VPS between passes (for `watch`); `None`: one `tar` command per
     /// batch, which costs the SSH server about 100 ms to start.
     pub session: Option<Arc<Session>>,
+    /// The database folders already seen on the VPS (checked once per watch, not per pass).
+    checked: Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl Vps {
-    /// Checks once per process and database that the VPS has that filestore directory (a
-    /// round trip a steady-state pass does not need to repeat).
+    /// The VPS `host`, its filestore at `filestore`, with a helper kept there when `session`.
+    pub fn new(host: Arc<dyn Host>, filestore: PathBuf, session: Option<Arc<Session>>) -> Self {
+        Self {
+            host,
+            filestore,
+            session,
+            checked: Arc::default(),
+        }
+    }
+
+    /// Checks once per `Vps` (a watch keeps one) and database that the VPS has that filestore
+    /// directory (a round trip a steady-state pass does not need to repeat).
     async fn ensure_dir(&self, db: &str, remote: &Path) -> Result<()> {
-        static CHECKED: std::sync::Mutex<Vec<(String, PathBuf)>> =
-            std::sync::Mutex::new(Vec::new());
-        let key = (self.host.name(), remote.to_owned());
-        if CHECKED.lock().map(|c| c.contains(&key)).unwrap_or(false) {
+        let key = remote.to_owned();
+        if self
+            .checked
+            .lock()
+            .map(|c| c.contains(&key))
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         let st = self
@@ -55,7 +70,7 @@ impl Vps {
             ));
         }
         tracing::debug!("{db}: {} exists on {}", remote.display(), self.host.name());
-        if let Ok(mut c) = CHECKED.lock() {
+        if let Ok(mut c) = self.checked.lock() {
             c.push(key);
         }
         Ok(())

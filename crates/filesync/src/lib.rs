@@ -13,6 +13,8 @@
 //! - [`sshsetup`]: key, authorized_keys, `~/.ssh/config` block, known_hosts after the
 //!   operator confirms the fingerprint.
 //! - [`schedule`]: systemd units and timers, or cron lines for those who want the runbook's way.
+//! - [`watch`]: the one watch loop (a pass every few seconds, what it keeps between passes)
+//!   and the discovery of the Odoo databases, for `filesync watch` and odoo-standby's service.
 //!
 //! ```no_run
 //! # async fn demo(standby: &dyn pgrepl::Sql, vps: filesync::Vps) -> Result<(), filesync::SyncError> {
@@ -34,6 +36,7 @@ pub mod rsync;
 pub mod schedule;
 mod session;
 pub mod sshsetup;
+pub mod watch;
 
 pub use error::{Result, SyncError};
 pub use filestore::{referenced, sync_db, sync_db_tracked, PassReport, SyncOptions, Tracker, Vps};

@@ -123,6 +123,49 @@ pub fn parse_progress(line: &str) -> Option<(u64, u8)> {
     Some((bytes, pct))
 }
 
+/// The rsync [`seed`] runs: `remote_data_dir` into `dest_parent`, nothing deleted, with
+/// progress lines.
+pub fn seed_command(
+    target: &SshTarget,
+    remote_data_dir: &Path,
+    dest_parent: &Path,
+) -> Result<CommandSpec> {
+    let tree = Tree {
+        remote: remote_data_dir.to_owned(),
+        dest_parent: dest_parent.to_owned(),
+        delete: false,
+        compress: false,
+        exclude: Vec::new(),
+    };
+    command(target, &tree, true)
+}
+
+/// The rsync that sends the contents of `local_dir` into `remote_dir` on the VPS, adding and
+/// updating, deleting nothing there.
+pub fn push_command(
+    target: &SshTarget,
+    local_dir: &Path,
+    remote_dir: &Path,
+) -> Result<CommandSpec> {
+    let remote = remote_dir.display().to_string();
+    if !remote.starts_with('/') || remote.len() < 2 {
+        return Err(SyncError::invalid(
+            "remote path",
+            format!("{remote:?} must be an absolute path"),
+        ));
+    }
+    Ok(CommandSpec::new("rsync")
+        .args(["-a", "--partial", "--timeout=15", "--protect-args"])
+        .args(["-e", &target.ssh_command()?])
+        .arg(format!("{}/", local_dir.display()))
+        .arg(format!(
+            "{}@{}:{}/",
+            target.user,
+            target.host,
+            remote.trim_end_matches('/')
+        )))
+}
+
 /// The first full copy of a data_dir, with progress (bytes, percent) to the caller.
 pub async fn seed(
     local: &dyn Host,
@@ -132,14 +175,7 @@ pub async fn seed(
     as_user: Option<&str>,
     progress: &mut (dyn FnMut(u64, u8) + Send),
 ) -> Result<()> {
-    let tree = Tree {
-        remote: remote_data_dir.to_owned(),
-        dest_parent: dest_parent.to_owned(),
-        delete: false,
-        compress: false,
-        exclude: Vec::new(),
-    };
-    let mut spec = command(target, &tree, true)?;
+    let mut spec = seed_command(target, remote_data_dir, dest_parent)?;
     if let Some(u) = as_user {
         spec = spec.run_as(u);
     }

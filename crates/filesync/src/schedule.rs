@@ -25,6 +25,23 @@ pub struct UnitFile {
     pub text: String,
 }
 
+/// The unit of an instance's sync service (odoo-standby's `sync NAME --watch`: the
+/// filestore every few seconds, the sources every 12 hours): `odoo-standby-sync-NAME.service`,
+/// restarted always, logging to the journal under its own tag.
+pub fn sync_service(instance: &str, exec_start: &[String]) -> UnitFile {
+    UnitFile {
+        name: format!("odoo-standby-sync-{instance}.service"),
+        text: format!(
+            "# Written by odoo-standby: the file syncs of instance {instance}.\n\
+             [Unit]\nDescription=odoo-standby syncs of {instance}\nAfter=network-online.target\n\n\
+             [Service]\nType=simple\nExecStart={exec}\nRestart=always\nRestartSec=10\n\
+             StandardOutput=journal\nSyslogIdentifier=odoo-standby-sync-{instance}\n\n\
+             [Install]\nWantedBy=multi-user.target\n",
+            exec = host::quote::systemd_line(exec_start)
+        ),
+    }
+}
+
 impl Schedule {
     fn exec(&self, verb: &str) -> String {
         format!(

@@ -243,6 +243,57 @@ pub async fn ensure_host_block(
     Ok(true)
 }
 
+/// What [`setup`] did.
+#[derive(Clone, Debug)]
+pub struct SetupReport {
+    /// The public key was added to the VPS user's authorized_keys (else it was there).
+    pub key_installed: bool,
+    /// The `~/.ssh/config` that got the `Host` block.
+    pub config: std::path::PathBuf,
+}
+
+/// The whole SSH setup of backup user `os_user` (home `home`) for one VPS, in order: its key
+/// (made when missing); the VPS's host key, scanned and added to its known_hosts only when
+/// `confirm` returns the fingerprint the operator checked on the VPS; the public key in the
+/// authorized_keys of `admin`'s login (a host already logged in to the VPS); a `Host alias`
+/// block in its `~/.ssh/config`.
+pub async fn setup(
+    local: &dyn Host,
+    admin: &dyn Host,
+    target: &crate::rsync::SshTarget,
+    os_user: &str,
+    home: &Path,
+    alias: &str,
+    confirm: impl FnOnce(&ScannedKey) -> Result<String>,
+) -> Result<SetupReport> {
+    let public = ensure_key(local, os_user, home).await?;
+    let scanned = host::scan_host_key(
+        &target.host,
+        target.port,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .map_err(SyncError::remote("reading the VPS's host key"))?;
+    let confirmed = confirm(&scanned)?;
+    trust_host_key(
+        local,
+        &target.known_hosts,
+        os_user,
+        &target.host,
+        target.port,
+        &scanned,
+        &confirmed,
+    )
+    .await?;
+    let key_installed = install_public_key(admin, &public, None).await?;
+    let config = home.join(".ssh/config");
+    ensure_host_block(local, &config, os_user, alias, target).await?;
+    Ok(SetupReport {
+        key_installed,
+        config,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

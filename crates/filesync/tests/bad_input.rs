@@ -24,11 +24,11 @@ async fn unknown_host_key_wrong_user_and_missing_remote_dir() {
     let mut cfg = w.ssh.clone();
     cfg.known_hosts = w.sb.root().join("empty_known_hosts");
     std::fs::write(&cfg.known_hosts, "").unwrap();
-    let vps = Vps {
-        host: Arc::new(SshHost::new(cfg)),
-        filestore: w.vps_data.join("filestore"),
-        session: None,
-    };
+    let vps = Vps::new(
+        Arc::new(SshHost::new(cfg)),
+        w.vps_data.join("filestore"),
+        None,
+    );
     let err = sync_db(
         &db,
         "clientes",
@@ -50,11 +50,11 @@ async fn unknown_host_key_wrong_user_and_missing_remote_dir() {
 
     let mut cfg = w.ssh.clone();
     cfg.user = "nosuchuser".into();
-    let vps = Vps {
-        host: Arc::new(SshHost::new(cfg)),
-        filestore: w.vps_data.join("filestore"),
-        session: None,
-    };
+    let vps = Vps::new(
+        Arc::new(SshHost::new(cfg)),
+        w.vps_data.join("filestore"),
+        None,
+    );
     let err = sync_db(
         &db,
         "clientes",
@@ -70,11 +70,7 @@ async fn unknown_host_key_wrong_user_and_missing_remote_dir() {
         "{err:?}"
     );
 
-    let vps = Vps {
-        host: w.vps().host,
-        filestore: w.sb.root().join("no/such/filestore"),
-        session: None,
-    };
+    let vps = Vps::new(w.vps().host, w.sb.root().join("no/such/filestore"), None);
     let err = sync_db(
         &db,
         "clientes",

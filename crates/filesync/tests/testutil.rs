@@ -69,11 +69,11 @@ impl World {
     }
 
     pub fn vps(&self) -> Vps {
-        Vps {
-            host: Arc::new(SshHost::new(self.ssh.clone())),
-            filestore: self.vps_data.join("filestore"),
-            session: None,
-        }
+        Vps::new(
+            Arc::new(SshHost::new(self.ssh.clone())),
+            self.vps_data.join("filestore"),
+            None,
+        )
     }
 
     pub fn local_filestore(&self) -> PathBuf {

@@ -83,7 +83,7 @@ fn script<H: Host + ?Sized>(
     paths: &[&Path],
     more: &[&str],
 ) -> Result<CommandSpec, HostError> {
-    let mut spec = CommandSpec::new("sh").args(["-c", body, "sh"]);
+    let mut spec = CommandSpec::new("sh").args(["-c", body, "sh"]).file_op();
     for p in paths {
         spec = spec.arg(path_arg(p).map_err(|reason| HostError::InvalidSpec {
             host: host.name(),

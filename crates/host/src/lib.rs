@@ -39,6 +39,7 @@ mod file;
 mod files_as;
 mod local;
 pub mod quote;
+mod recorder;
 mod spec;
 mod ssh;
 
@@ -51,7 +52,8 @@ pub use error::{HostError, HostErrorKind};
 pub use file::{FileKind, FileStat, Ownership};
 pub use files_as::FilesAs;
 pub use local::LocalHost;
-pub use spec::{CommandSpec, ExitStatus, Output};
+pub use recorder::{Recorder, Sink};
+pub use spec::{CommandSpec, ExitStatus, Kind, Output};
 pub use ssh::{fingerprint_sha256, scan_host_key, ScannedKey, SshAuth, SshConfig, SshHost};
 
 /// A source of bytes for a streamed command's stdin.

@@ -1,5 +1,6 @@
-//! POSIX shell quoting, for the one place a command line must become a string: the command
-//! an SSH server hands to the remote user's login shell.
+//! Quoting for the places a command line must become a string: the command an SSH server
+//! hands to the remote user's login shell (POSIX shell words), and a systemd unit's
+//! `ExecStart=` (systemd's own word syntax).
 
 /// Quotes `word` so that a POSIX shell reads it back as exactly one word, unchanged.
 pub fn quote(word: &str) -> String {
@@ -23,9 +24,40 @@ pub fn join<S: AsRef<str>>(words: &[S]) -> String {
         .join(" ")
 }
 
+/// Quotes one word for a systemd `ExecStart=` line (double quotes, `\` escapes, `%` doubled
+/// so that systemd does not expand a specifier).
+pub fn systemd_word(w: &str) -> String {
+    let w = w.replace('%', "%%");
+    if !w.is_empty()
+        && !w
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'))
+    {
+        return w;
+    }
+    format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Quotes every word of an `ExecStart=` command line and joins them with spaces.
+pub fn systemd_line<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| systemd_word(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_are_quoted_for_systemd() {
+        assert_eq!(systemd_word("/opt/odoo-bin"), "/opt/odoo-bin");
+        assert_eq!(systemd_word("/opt/my odoo/x"), "\"/opt/my odoo/x\"");
+        assert_eq!(systemd_word("100%"), "100%%");
+        assert_eq!(systemd_word("a\"b"), "\"a\\\"b\"");
+    }
 
     #[test]
     fn quotes_only_what_needs_it() {

@@ -22,6 +22,23 @@ pub struct CommandSpec {
     pub(crate) run_as: Option<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) secrets: Vec<String>,
+    pub(crate) kind: Kind,
+}
+
+/// What a command does to the machine it runs on, as plans show it: `--dry-run` lists the
+/// commands that act, by their exact argv, and describes the rest (questions, SQL, file
+/// edits) in words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// It changes something (pg_basebackup, rsync, systemctl start...).
+    #[default]
+    Acts,
+    /// It only asks (stat, pg_lsclusters, `systemctl is-active`, pg_controldata...).
+    Asks,
+    /// One of the host's own file operations (read, write, mkdir, rename...).
+    File,
+    /// `psql` carrying a statement (shown as the SQL itself).
+    Sql,
 }
 
 impl CommandSpec {
@@ -95,6 +112,29 @@ impl CommandSpec {
             self.secrets.push(secret);
         }
         self
+    }
+
+    /// Marks the command as a question: it changes nothing (plans do not list it as an
+    /// action).
+    pub fn asks(mut self) -> Self {
+        self.kind = Kind::Asks;
+        self
+    }
+
+    /// Marks the command as carrying SQL (`psql`).
+    pub fn carries_sql(mut self) -> Self {
+        self.kind = Kind::Sql;
+        self
+    }
+
+    pub(crate) fn file_op(mut self) -> Self {
+        self.kind = Kind::File;
+        self
+    }
+
+    /// What the command does to its machine (see [`Kind`]).
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The program to run.

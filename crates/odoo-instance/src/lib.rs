@@ -38,4 +38,4 @@ pub mod unit;
 pub use conf::{OdooConf, OPTIONS};
 pub use error::{InstanceError, Result};
 pub use layout::{validate_name, Layout};
-pub use relocate::{relocate, BackupTarget, Change, RelocationReport};
+pub use relocate::{instance_path_map, relocate, BackupTarget, Change, RelocationReport};

@@ -55,6 +55,37 @@ pub struct RelocationReport {
     pub original_db_user: Option<String>,
 }
 
+/// The path map of an instance: the VPS's addon sources to `backup_sources`, and each Odoo
+/// tree the VPS's `addons_path` names (an entry `<tree>/addons` outside the sources) to
+/// `backup_tree` (the backup's own Odoo source, linked as `<root>/<name>/odoo`; Odoo adds
+/// `<tree>/odoo/addons` itself).
+pub fn instance_path_map(
+    vps_conf: &OdooConf,
+    vps_sources: &Path,
+    backup_sources: &Path,
+    backup_tree: &Path,
+) -> Vec<(PathBuf, PathBuf)> {
+    let mut map = vec![(vps_sources.to_owned(), backup_sources.to_owned())];
+    if let Some(addons) = vps_conf.get("addons_path") {
+        for entry in addons
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let p = Path::new(entry.trim_end_matches('/'));
+            if p.starts_with(vps_sources)
+                || p.file_name().and_then(|n| n.to_str()) != Some("addons")
+            {
+                continue;
+            }
+            if let Some(tree) = p.parent() {
+                map.push((tree.to_owned(), backup_tree.to_owned()));
+            }
+        }
+    }
+    map
+}
+
 fn map_path(entry: &str, t: &BackupTarget) -> Option<String> {
     let p = Path::new(entry.trim_end_matches('/'));
     if !p.is_absolute() {

@@ -122,6 +122,39 @@ impl Fix {
     }
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MissingPythonModule { module } => write!(f, "Python module {module} is missing"),
+            Self::RoleMissing { role } => write!(f, "role {role} does not exist"),
+            Self::LoginFailed { role } => write!(f, "role {role} cannot log in"),
+            Self::DbUserPostgres => f.write_str("db_user is postgres"),
+            Self::WrongOwner { table } => write!(f, "{table} belongs to another role"),
+            Self::ModuleNotFound { modules } => {
+                write!(
+                    f,
+                    "installed modules not on the addons path: {}",
+                    modules.join(", ")
+                )
+            }
+            Self::AddonsPathInvalid { path } => write!(f, "addons path {path} is not valid"),
+            Self::PortInUse { port } => write!(f, "port {port} is taken"),
+            Self::ReadOnly => f.write_str("the database is a read-only standby"),
+            Self::Other { .. } => f.write_str("Odoo failed for another reason (its log follows)"),
+        }
+    }
+}
+
+impl std::fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}", self.failure, self.fix.description)?;
+        if let Some(s) = &self.fix.shown {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One failure and its fix.
 #[derive(Clone, Debug, Serialize)]
 pub struct Diagnosis {
@@ -291,6 +324,20 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The command of the smoke test: the unit's command plus `-d DB --stop-after-init
+/// --logfile=`, as the OS user.
+pub fn command(t: &SmokeTest) -> CommandSpec {
+    let (program, args) = t
+        .exec_start
+        .split_first()
+        .map_or(("", &[][..]), |(p, a)| (p.as_str(), a));
+    CommandSpec::new(program)
+        .args(args.iter().cloned())
+        .args(["-d", &t.database, "--stop-after-init", "--logfile="])
+        .run_as(t.os_user.clone())
+        .timeout(Duration::from_secs(600))
+}
+
 /// Runs the smoke test on `host` and diagnoses what fails.
 pub async fn run(host: &dyn Host, t: &SmokeTest) -> Result<SmokeReport> {
     if t.exec_start.is_empty() {
@@ -309,7 +356,8 @@ pub async fn run(host: &dyn Host, t: &SmokeTest) -> Result<SmokeReport> {
             &t.cluster_port.to_string(),
         ])
         .args(["-d", &t.database, "-c", "SELECT pg_is_in_recovery()"])
-        .run_as("postgres");
+        .run_as("postgres")
+        .asks();
     let out = host
         .run_unchecked(&recovery)
         .await
@@ -336,7 +384,8 @@ pub async fn run(host: &dyn Host, t: &SmokeTest) -> Result<SmokeReport> {
                 iface,
                 &port.to_string(),
             ])
-            .run_as(t.os_user.clone());
+            .run_as(t.os_user.clone())
+            .asks();
         let out = host
             .run_unchecked(&probe)
             .await
@@ -355,11 +404,7 @@ pub async fn run(host: &dyn Host, t: &SmokeTest) -> Result<SmokeReport> {
             });
         }
     }
-    let spec = CommandSpec::new(t.exec_start[0].clone())
-        .args(t.exec_start[1..].iter().cloned())
-        .args(["-d", &t.database, "--stop-after-init", "--logfile="])
-        .run_as(t.os_user.clone())
-        .timeout(Duration::from_secs(600));
+    let spec = command(t);
     let out = host
         .run_unchecked(&spec)
         .await

@@ -28,22 +28,9 @@ pub fn cluster_unit(version: u32, name: &str) -> String {
     format!("postgresql@{version}-{name}.service")
 }
 
-/// Quotes one ExecStart word for systemd (double quotes, `\` escapes, `%` doubled).
-fn quote_word(w: &str) -> String {
-    let w = w.replace('%', "%%");
-    if !w.is_empty()
-        && !w
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'))
-    {
-        return w;
-    }
-    format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 /// The unit file's text.
 pub fn render(spec: &UnitSpec) -> String {
-    let exec: Vec<String> = spec.exec_start.iter().map(|w| quote_word(w)).collect();
+    let exec = host::quote::systemd_line(&spec.exec_start);
     format!(
         "# Written by odoo-standby for instance {name}; disabled until a failover enables it.\n\
          [Unit]\n\
@@ -68,8 +55,8 @@ pub fn render(spec: &UnitSpec) -> String {
         name = spec.instance,
         cluster = spec.cluster_unit,
         user = spec.os_user,
-        wd = quote_word(&spec.working_dir.display().to_string()),
-        exec = exec.join(" "),
+        wd = host::quote::systemd_word(&spec.working_dir.display().to_string()),
+        exec = exec,
     )
 }
 
@@ -80,7 +67,8 @@ pub async fn verify(host: &dyn Host, unit_file: &Path) -> Result<()> {
         .run_unchecked(
             &CommandSpec::new("systemd-analyze")
                 .arg("verify")
-                .arg(unit_file.display().to_string()),
+                .arg(unit_file.display().to_string())
+                .asks(),
         )
         .await
         .map_err(InstanceError::host("running systemd-analyze verify"))?;
@@ -109,16 +97,19 @@ fn systemctl(args: &[&str]) -> CommandSpec {
         .run_as("root")
 }
 
-/// Links the unit into systemd, reloads, enables it, and starts it when `start`. Each step
-/// is safe to repeat.
-pub async fn install(host: &dyn Host, unit_file: &Path, start: bool) -> Result<()> {
-    let name = unit_file
+fn file_name(unit_file: &Path) -> Result<String> {
+    unit_file
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| InstanceError::invalid("unit file", format!("{}", unit_file.display())))?
-        .to_owned();
+        .map(str::to_owned)
+        .ok_or_else(|| InstanceError::invalid("unit file", format!("{}", unit_file.display())))
+}
+
+/// What [`install`] runs: link the unit file into systemd, reload, enable (and start).
+pub fn install_specs(unit_file: &Path, start: bool) -> Result<Vec<CommandSpec>> {
+    let name = file_name(unit_file)?;
     let path = unit_file.display().to_string();
-    let steps = [
+    Ok(vec![
         systemctl(&["link", &path]),
         systemctl(&["daemon-reload"]),
         if start {
@@ -126,8 +117,14 @@ pub async fn install(host: &dyn Host, unit_file: &Path, start: bool) -> Result<(
         } else {
             systemctl(&["enable", &name])
         },
-    ];
-    for s in steps {
+    ])
+}
+
+/// Links the unit into systemd, reloads, enables it, and starts it when `start`. Each step
+/// is safe to repeat.
+pub async fn install(host: &dyn Host, unit_file: &Path, start: bool) -> Result<()> {
+    let name = file_name(unit_file)?;
+    for s in install_specs(unit_file, start)? {
         host.run(&s)
             .await
             .map_err(InstanceError::host(format!("installing {name}")))?;
@@ -135,36 +132,60 @@ pub async fn install(host: &dyn Host, unit_file: &Path, start: bool) -> Result<(
     Ok(())
 }
 
-/// Stops and disables the unit and removes its link; nothing to do when systemd does not
-/// know it. The unit file itself stays in the instance folder.
-pub async fn remove(host: &dyn Host, unit_name: &str) -> Result<()> {
-    let known = host
-        .run_unchecked(&CommandSpec::new("systemctl").args(["cat", unit_name]))
+/// What starting a unit systemd already knows runs (enable, so it comes back after a
+/// reboot, and start).
+pub fn enable_spec(unit_name: &str) -> CommandSpec {
+    systemctl(&["enable", "--now", unit_name])
+}
+
+/// What [`remove`] runs on a unit systemd knows: disable and stop it; for a unit file of ours
+/// (`linked`), reload too, since disabling removed its link.
+pub fn remove_specs(unit_name: &str, linked: bool) -> Vec<CommandSpec> {
+    let mut v = vec![systemctl(&["disable", "--now", unit_name])];
+    if linked {
+        v.push(systemctl(&["daemon-reload"]));
+    }
+    v
+}
+
+/// Whether systemd knows the unit (`systemctl cat`).
+pub async fn is_known(host: &dyn Host, unit_name: &str) -> Result<bool> {
+    let out = host
+        .run_unchecked(
+            &CommandSpec::new("systemctl")
+                .args(["cat", unit_name])
+                .asks(),
+        )
         .await
         .map_err(InstanceError::host(format!("looking up {unit_name}")))?;
-    if !known.status.success() {
+    Ok(out.status.success())
+}
+
+/// Whether the unit runs (`systemctl is-active`).
+pub async fn is_active(host: &dyn Host, unit_name: &str) -> Result<bool> {
+    let out = host
+        .run_unchecked(
+            &CommandSpec::new("systemctl")
+                .args(["is-active", "--quiet", unit_name])
+                .asks(),
+        )
+        .await
+        .map_err(InstanceError::host(format!(
+            "asking systemd about {unit_name}"
+        )))?;
+    Ok(out.status.success())
+}
+
+/// Stops and disables the unit (and, `linked`, removes its link and reloads); nothing to do
+/// when systemd does not know it. A unit file of ours stays in the instance folder.
+pub async fn remove(host: &dyn Host, unit_name: &str, linked: bool) -> Result<()> {
+    if !is_known(host, unit_name).await? {
         return Ok(());
     }
-    for s in [
-        systemctl(&["disable", "--now", unit_name]),
-        systemctl(&["daemon-reload"]),
-    ] {
+    for s in remove_specs(unit_name, linked) {
         host.run(&s)
             .await
             .map_err(InstanceError::host(format!("removing {unit_name}")))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_are_quoted_for_systemd() {
-        assert_eq!(quote_word("/opt/odoo-bin"), "/opt/odoo-bin");
-        assert_eq!(quote_word("/opt/my odoo/x"), "\"/opt/my odoo/x\"");
-        assert_eq!(quote_word("100%"), "100%%");
-        assert_eq!(quote_word("a\"b"), "\"a\\\"b\"");
-    }
 }

@@ -137,7 +137,9 @@ async fn install_links_reloads_then_enables_and_remove_undoes_it() {
     )
     .await
     .unwrap();
-    unit::remove(&host, "odoo_vps1.service").await.unwrap();
+    unit::remove(&host, "odoo_vps1.service", true)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -155,5 +157,7 @@ async fn removing_a_unit_systemd_does_not_know_does_nothing() {
         })
     });
     host.expect_run().never();
-    unit::remove(&host, "odoo_vps1.service").await.unwrap();
+    unit::remove(&host, "odoo_vps1.service", true)
+        .await
+        .unwrap();
 }

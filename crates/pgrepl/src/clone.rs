@@ -59,6 +59,25 @@ pub enum CloneOutcome {
     },
 }
 
+impl std::fmt::Display for CloneOutcome {
+    /// In an operator's words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AlreadyStreaming => {
+                f.write_str("it already streams from the primary through its slot: nothing changed")
+            }
+            Self::Cloned {
+                moved_aside: Some(p),
+            } => write!(
+                f,
+                "cloned and streaming; the old data directory was moved aside to {}",
+                p.display()
+            ),
+            Self::Cloned { moved_aside: None } => f.write_str("cloned and streaming"),
+        }
+    }
+}
+
 /// pg_basebackup's progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
@@ -128,15 +147,11 @@ async fn ensure_port_free(cluster: &dyn Cluster) -> Result<()> {
     for h in ["127.0.0.1".to_owned(), cluster.socket_dir()] {
         let out = cluster
             .host()
-            .run_unchecked(&CommandSpec::new(&isready).args([
-                "-q",
-                "-t",
-                "2",
-                "-h",
-                &h,
-                "-p",
-                &cluster.port().to_string(),
-            ]))
+            .run_unchecked(
+                &CommandSpec::new(&isready)
+                    .args(["-q", "-t", "2", "-h", &h, "-p", &cluster.port().to_string()])
+                    .asks(),
+            )
             .await
             .map_err(|e| PgreplError::host("checking the standby port", e))?;
         // 0 accepting, 1 rejecting: something listens. 2: nothing answered.
@@ -210,7 +225,8 @@ pub async fn clone_standby(
             &CommandSpec::new("ls")
                 .arg("-A")
                 .arg(data.display().to_string())
-                .run_as(cluster.os_user()),
+                .run_as(cluster.os_user())
+                .asks(),
         )
         .await;
     let non_empty = match &listing {
@@ -276,12 +292,9 @@ fn is_slot_exists(e: &PgreplError) -> bool {
     matches!(e, PgreplError::State(m) if m.contains("already exists"))
 }
 
-async fn basebackup(
-    cluster: &dyn Cluster,
-    up: &Upstream,
-    create_slot: bool,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<()> {
+/// The pg_basebackup that [`clone_standby`] runs (as the cluster's OS user, its output
+/// merged so that progress and errors come in order); `create_slot` adds `-C`.
+pub fn basebackup_spec(cluster: &dyn Cluster, up: &Upstream, create_slot: bool) -> CommandSpec {
     let bin = cluster.bindir().join("pg_basebackup").display().to_string();
     let mut args: Vec<String> = vec![
         "-c".into(),
@@ -308,11 +321,20 @@ async fn basebackup(
     if create_slot {
         args.push("-C".into());
     }
-    let spec = CommandSpec::new("sh")
+    CommandSpec::new("sh")
         .args(args)
         .env("PGPASSFILE", up.passfile.display().to_string())
         .env("PGCONNECT_TIMEOUT", "10")
-        .run_as(cluster.os_user());
+        .run_as(cluster.os_user())
+}
+
+async fn basebackup(
+    cluster: &dyn Cluster,
+    up: &Upstream,
+    create_slot: bool,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<()> {
+    let spec = basebackup_spec(cluster, up, create_slot);
     let (writer, mut reader) = tokio::io::duplex(64 * 1024);
     let host = cluster.host();
     let run = host.stream(&spec, None, Box::new(writer));

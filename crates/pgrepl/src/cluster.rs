@@ -62,6 +62,17 @@ pub trait Cluster: Send + Sync {
     /// Stops it and waits.
     async fn stop(&self, mode: StopMode) -> Result<()>;
 
+    /// The command `start` runs when it is not running.
+    fn start_spec(&self) -> CommandSpec;
+
+    /// The command `stop` runs when it is running.
+    fn stop_spec(&self, mode: StopMode) -> CommandSpec;
+
+    /// The command `create` runs when it does not exist (`None`: it only makes a folder).
+    fn create_spec(&self) -> Option<CommandSpec> {
+        None
+    }
+
     /// The commands it runs as root on its machine (for a sudoers drop-in: a login user
     /// that is not root needs exactly these). Empty when it needs none.
     fn root_commands(&self) -> Vec<CommandSpec> {
@@ -189,7 +200,7 @@ impl Cluster for PlainCluster {
     async fn is_running(&self) -> Result<bool> {
         let out = self
             .host
-            .run_unchecked(&self.pg_ctl().arg("status"))
+            .run_unchecked(&self.pg_ctl().arg("status").asks())
             .await
             .map_err(host_err(format!("asking pg_ctl about {}", self.label())))?;
         // 0: running; 3: not running; 4: no data directory.
@@ -200,14 +211,8 @@ impl Cluster for PlainCluster {
         if self.is_running().await? {
             return Ok(());
         }
-        let opts = format!("-p {} -k {}", self.port, self.socket_dir.display());
         self.host
-            .run(
-                &self
-                    .pg_ctl()
-                    .args(["-l", &self.log_file.display().to_string()])
-                    .args(["-o", &opts, "-w", "-t", "120", "start"]),
-            )
+            .run(&self.start_spec())
             .await
             .map_err(host_err(format!(
                 "starting {} (its log: {})",
@@ -222,14 +227,22 @@ impl Cluster for PlainCluster {
             return Ok(());
         }
         self.host
-            .run(
-                &self
-                    .pg_ctl()
-                    .args(["-m", mode.as_str(), "-w", "-t", "300", "stop"]),
-            )
+            .run(&self.stop_spec(mode))
             .await
             .map_err(host_err(format!("stopping {}", self.label())))
             .map(drop)
+    }
+
+    fn start_spec(&self) -> CommandSpec {
+        let opts = format!("-p {} -k {}", self.port, self.socket_dir.display());
+        self.pg_ctl()
+            .args(["-l", &self.log_file.display().to_string()])
+            .args(["-o", &opts, "-w", "-t", "120", "start"])
+    }
+
+    fn stop_spec(&self, mode: StopMode) -> CommandSpec {
+        self.pg_ctl()
+            .args(["-m", mode.as_str(), "-w", "-t", "300", "stop"])
     }
 }
 
@@ -314,7 +327,7 @@ impl DebianCluster {
     async fn line(&self) -> Result<Option<ClusterLine>> {
         let out = self
             .host
-            .run(&CommandSpec::new("pg_lsclusters").arg("-h"))
+            .run(&CommandSpec::new("pg_lsclusters").arg("-h").asks())
             .await
             .map_err(host_err("listing clusters with pg_lsclusters".into()))?;
         Ok(parse_lsclusters(&out.stdout_text())
@@ -332,10 +345,6 @@ impl DebianCluster {
             ])
             .run_as("root")
             .timeout(Duration::from_secs(300))
-    }
-
-    fn stop_spec(&self, mode: StopMode) -> CommandSpec {
-        self.ctl("stop").args(["-m", mode.as_str()])
     }
 }
 
@@ -382,13 +391,11 @@ impl Cluster for DebianCluster {
             }
             return Ok(());
         }
+        let spec = self
+            .create_spec()
+            .unwrap_or_else(|| CommandSpec::new("true"));
         self.host
-            .run(
-                &CommandSpec::new("pg_createcluster")
-                    .args([self.version.to_string(), self.name.to_string()])
-                    .args(["-p", &self.port.to_string()])
-                    .run_as("root"),
-            )
+            .run(&spec)
             .await
             .map_err(host_err(format!("creating cluster {}", self.label())))
             .map(drop)
@@ -406,7 +413,7 @@ impl Cluster for DebianCluster {
             return Ok(());
         }
         self.host
-            .run(&self.ctl("start"))
+            .run(&self.start_spec())
             .await
             .map_err(host_err(format!("starting cluster {}", self.label())))
             .map(drop)
@@ -423,8 +430,25 @@ impl Cluster for DebianCluster {
             .map(drop)
     }
 
+    fn start_spec(&self) -> CommandSpec {
+        self.ctl("start")
+    }
+
+    fn stop_spec(&self, mode: StopMode) -> CommandSpec {
+        self.ctl("stop").args(["-m", mode.as_str()])
+    }
+
+    fn create_spec(&self) -> Option<CommandSpec> {
+        Some(
+            CommandSpec::new("pg_createcluster")
+                .args([self.version.to_string(), self.name.to_string()])
+                .args(["-p", &self.port.to_string()])
+                .run_as("root"),
+        )
+    }
+
     fn root_commands(&self) -> Vec<CommandSpec> {
-        vec![self.ctl("start"), self.stop_spec(StopMode::Fast)]
+        vec![self.start_spec(), self.stop_spec(StopMode::Fast)]
     }
 }
 

@@ -72,7 +72,8 @@ pub async fn controldata(cluster: &dyn Cluster) -> Result<ControlData> {
     .arg("-D")
     .arg(cluster.data_dir().display().to_string())
     .env("LC_ALL", "C")
-    .run_as(cluster.os_user());
+    .run_as(cluster.os_user())
+    .asks();
     let out = cluster.host().run(&spec).await.map_err(|e| {
         PgreplError::host(
             format!("reading the control file of {}", cluster.label()),

@@ -48,8 +48,8 @@ mod sql;
 mod status;
 
 pub use clone::{
-    clone_standby, is_streaming_from, parse_progress, wait_streaming, CloneOutcome, Progress,
-    Upstream,
+    basebackup_spec, clone_standby, is_streaming_from, parse_progress, wait_streaming,
+    CloneOutcome, Progress, Upstream,
 };
 pub use cluster::{
     aside_path, get_auto_conf, parse_lsclusters, read_data_file, set_auto_conf, Cluster,
@@ -66,6 +66,6 @@ pub use ident::{quote_ident, quote_literal, Name};
 pub use lsn::{Lsn, TimelineFork};
 pub use prepare::{prepare_primary, PrepareOptions, PrepareReport, Secret, REWIND_FUNCTIONS};
 pub use promote::{promote, PromoteOutcome};
-pub use rejoin::{rejoin, RejoinOptions, RejoinOutcome};
+pub use rejoin::{rejoin, rewind_spec, RejoinOptions, RejoinOutcome};
 pub use sql::{execute, query_value, PgClient, Psql, Row, Sql};
 pub use status::{list_slots, status, PrimaryStatus, Replica, Slot, StandbyStatus, Status};

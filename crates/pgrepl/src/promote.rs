@@ -21,6 +21,21 @@ pub enum PromoteOutcome {
     },
 }
 
+impl std::fmt::Display for PromoteOutcome {
+    /// In an operator's words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AlreadyPrimary => f.write_str("it was a primary already: nothing changed"),
+            Self::Promoted { timeline } => {
+                write!(
+                    f,
+                    "promoted: it takes writes, checkpointed, timeline {timeline}"
+                )
+            }
+        }
+    }
+}
+
 /// Promotes the server behind `db` (a superuser connection) and waits up to `limit`.
 pub async fn promote(db: &dyn Sql, limit: Duration) -> Result<PromoteOutcome> {
     let in_recovery = query_value(db, "SELECT pg_is_in_recovery()").await?;

@@ -63,6 +63,42 @@ pub enum RejoinOutcome {
     },
 }
 
+impl std::fmt::Display for RejoinOutcome {
+    /// In an operator's words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AlreadyStreaming => {
+                f.write_str("it already follows the new primary: nothing changed")
+            }
+            Self::Rejoined { rewound, recovered } => write!(
+                f,
+                "rejoined and streaming{}{}",
+                if *recovered {
+                    "; it was recovered from a crash first"
+                } else {
+                    ""
+                },
+                if *rewound {
+                    "; pg_rewind undid what it wrote after the fork"
+                } else {
+                    "; nothing to rewind"
+                }
+            ),
+            Self::Recloned {
+                reason,
+                moved_aside,
+            } => write!(
+                f,
+                "could not be rewound ({reason}); cloned anew{}",
+                moved_aside
+                    .as_ref()
+                    .map(|p| format!(", the old data directory kept at {}", p.display()))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
 /// Rejoins `target` (the old primary's cluster) to the new primary. `new_primary` is a
 /// superuser connection to it (for the slot and the checkpoint). Each step checks first, so
 /// a second run, or a run after an interruption, ends in the same state.
@@ -158,8 +194,9 @@ pub async fn rejoin(
     Ok(RejoinOutcome::Rejoined { rewound, recovered })
 }
 
-/// Runs pg_rewind; `Ok(false)` when it found nothing to do. `Err` carries the reason.
-async fn rewind(target: &dyn Cluster, opts: &RejoinOptions) -> std::result::Result<bool, String> {
+/// The pg_rewind that [`rejoin`] runs on the target, as its OS user, from the new primary
+/// as the rewind role (password from the upstream's passfile).
+pub fn rewind_spec(target: &dyn Cluster, opts: &RejoinOptions) -> CommandSpec {
     let up = &opts.upstream;
     let mut source = ConnInfo::default();
     source
@@ -168,7 +205,7 @@ async fn rewind(target: &dyn Cluster, opts: &RejoinOptions) -> std::result::Resu
         .set("user", opts.rewind_user.to_string())
         .set("dbname", "postgres")
         .set("connect_timeout", "10");
-    let spec = CommandSpec::new(target.bindir().join("pg_rewind").display().to_string())
+    CommandSpec::new(target.bindir().join("pg_rewind").display().to_string())
         .arg("--target-pgdata")
         .arg(target.data_dir().display().to_string())
         .arg(format!("--source-server={}", source.to_libpq()))
@@ -176,7 +213,12 @@ async fn rewind(target: &dyn Cluster, opts: &RejoinOptions) -> std::result::Resu
         .env("PGPASSFILE", up.passfile.display().to_string())
         .env("LC_ALL", "C")
         .run_as(target.os_user())
-        .timeout(Duration::from_secs(3600));
+        .timeout(Duration::from_secs(3600))
+}
+
+/// Runs pg_rewind; `Ok(false)` when it found nothing to do. `Err` carries the reason.
+async fn rewind(target: &dyn Cluster, opts: &RejoinOptions) -> std::result::Result<bool, String> {
+    let spec = rewind_spec(target, opts);
     match target.host().run(&spec).await {
         Ok(out) => {
             let text = format!("{}{}", out.stdout_text(), out.stderr_text());

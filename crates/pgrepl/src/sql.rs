@@ -273,6 +273,7 @@ impl Sql for Psql {
             .args(["-p", &self.port.to_string(), "-d", &self.dbname, "-f", "-"])
             .run_as(self.os_user.clone())
             .timeout(Duration::from_secs(300))
+            .carries_sql()
             // The statement goes on stdin, never in argv where `ps` shows it.
             .secret_stdin(sql.as_bytes().to_vec());
         if let Some(u) = &self.user {

@@ -93,6 +93,75 @@ pub enum Status {
     Standby(StandbyStatus),
 }
 
+impl Status {
+    /// A primary whose standbys all stream and whose slots are all in use, or a standby whose
+    /// WAL receiver streams.
+    pub fn is_healthy(&self) -> bool {
+        match self {
+            Self::Primary(p) => {
+                p.replicas.iter().all(|r| r.state == "streaming")
+                    && p.slots.iter().all(|s| s.active)
+            }
+            Self::Standby(s) => s.receiver_status.as_deref() == Some("streaming"),
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    /// In an operator's words: one line for a standby; for a primary one line, then one per
+    /// standby and per slot.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Primary(p) => {
+                write!(
+                    f,
+                    "primary on timeline {}, at {}",
+                    p.timeline
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    p.current_lsn
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "?".into())
+                )?;
+                for r in &p.replicas {
+                    write!(
+                        f,
+                        "\n  standby {} from {}: {} ({}), lag {} bytes, {:.1} s",
+                        r.application_name,
+                        r.client_addr.clone().unwrap_or_default(),
+                        r.state,
+                        r.sync_state,
+                        r.lag_bytes.unwrap_or(0),
+                        r.lag_seconds.unwrap_or(0.0)
+                    )?;
+                }
+                for s in &p.slots {
+                    write!(
+                        f,
+                        "\n  slot {}: {}, retains {} MB, wal_status {}",
+                        s.name,
+                        if s.active { "active" } else { "INACTIVE" },
+                        s.retained_bytes.unwrap_or(0) / (1024 * 1024),
+                        s.wal_status.clone().unwrap_or_default()
+                    )?;
+                }
+                Ok(())
+            }
+            Self::Standby(s) => write!(
+                f,
+                "standby, receiver {}, from {}, slot {}, replayed {}, {:.1} s behind",
+                s.receiver_status
+                    .clone()
+                    .unwrap_or_else(|| "NOT RUNNING".into()),
+                s.sender.clone().unwrap_or_default(),
+                s.slot_name.clone().unwrap_or_default(),
+                s.replay_lsn.map(|l| l.to_string()).unwrap_or_default(),
+                s.replay_delay_seconds.unwrap_or(0.0)
+            ),
+        }
+    }
+}
+
 fn text(r: &Row, i: usize) -> Option<String> {
     r.get(i).cloned().flatten()
 }

@@ -1,44 +1,16 @@
-//! `odoo-standby sandbox up DIR` / `down DIR`: a VPS on this machine (PostgreSQL with an Odoo
+//! `odoo-standby-sandbox up DIR` / `down DIR`: a VPS on this machine (PostgreSQL with an Odoo
 //! database and filestore, sshd), left running, with a ready config and a description of every
 //! server for scripting faults.
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use sandbox::Sandbox;
 use serde_json::json;
 
-/// `sandbox up|down`.
-#[derive(clap::Subcommand, Debug)]
-pub enum SandboxCmd {
-    /// Start a VPS in DIR (new or empty) and leave it running; writes DIR/config.toml and
-    /// DIR/sandbox.json.
-    Up {
-        /// Where everything goes.
-        dir: PathBuf,
-        /// Attachments in the demo database.
-        #[arg(long, default_value_t = 200)]
-        attachments: usize,
-    },
-    /// Stop every server `sandbox up` started in DIR (by pid, checked); files stay.
-    Down {
-        /// The directory given to `sandbox up`.
-        dir: PathBuf,
-    },
-}
-
-impl SandboxCmd {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<ExitCode, Box<dyn Error>> {
-        match self {
-            Self::Up { dir, attachments } => up(&dir, attachments),
-            Self::Down { dir } => down(&dir),
-        }
-    }
-}
-
-fn up(dir: &Path, attachments: usize) -> Result<ExitCode, Box<dyn Error>> {
+/// `up DIR`: the servers, left running; DIR/config.toml and DIR/sandbox.json.
+pub fn up(dir: &Path, attachments: usize) -> Result<ExitCode, Box<dyn Error>> {
     let mut sb = Sandbox::in_dir(dir)?;
     let root = sb.root().to_owned();
     let w = sandbox::vps_world(&mut sb, attachments)?;
@@ -84,7 +56,8 @@ fn up(dir: &Path, attachments: usize) -> Result<ExitCode, Box<dyn Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn down(dir: &Path) -> Result<ExitCode, Box<dyn Error>> {
+/// `down DIR`: every server `up` started there, stopped by pid (checked).
+pub fn down(dir: &Path) -> Result<ExitCode, Box<dyn Error>> {
     let path = dir.join("sandbox.json");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         format!(

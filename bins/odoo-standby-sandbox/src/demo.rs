@@ -1,4 +1,4 @@
-//! `odoo-standby demo`: the whole lifecycle on a throwaway sandbox. Sandbox up, protect,
+//! `odoo-standby-sandbox demo`: the whole lifecycle on a throwaway sandbox. Sandbox up, protect,
 //! status, writes on the VPS (rows and attachments), the VPS killed (postgres SIGKILL, its
 //! sshd stopped), failover, writes on the backup, the VPS back, failback, status, sandbox
 //! down; then a table of rows and files on each side, and what was lost.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use failover::{Config, Env, Operation, RunOptions};
 use sandbox::{Sandbox, SizeMix};
 
-use crate::ops::Term;
+use failover::Term;
 
 /// Options of `demo`.
 #[derive(clap::Args, Debug)]

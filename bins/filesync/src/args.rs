@@ -1,0 +1,244 @@
+//! The command line of `filesync`: arguments, and the one subcommand that only prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use filesync::rsync::SshTarget;
+use filesync::SyncError;
+use host::{SshAuth, SshConfig};
+
+/// Replicates an Odoo instance's filestore (driven by the standby database), addon sources
+/// and data_dir trees from its VPS to this backup server, audits the copy, sets up SSH and
+/// prints schedules.
+///
+/// Exit codes: 0 done, 1 a problem was found (audit, files missing on the VPS), 2 error.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach the VPS.
+#[derive(Args, Debug, Clone)]
+pub struct VpsArgs {
+    /// user@host[:port] of the VPS.
+    #[arg(long)]
+    pub vps: String,
+    /// Private key (default: the ssh-agent).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// known_hosts with the VPS's key (default: ~/.ssh/known_hosts).
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// The VPS's Odoo data_dir.
+    #[arg(long, default_value = "/var/opt/odoo/data_dir")]
+    pub remote_data_dir: PathBuf,
+}
+
+impl VpsArgs {
+    pub fn ssh(&self) -> Result<SshConfig, SyncError> {
+        let auth = match &self.identity {
+            Some(k) => SshAuth::KeyFile(k.clone()),
+            None => SshAuth::Agent,
+        };
+        let kh = self
+            .known_hosts
+            .clone()
+            .unwrap_or_else(|| home().join(".ssh/known_hosts"));
+        SshConfig::from_target(&self.vps, auth, kh).map_err(|r| SyncError::Invalid {
+            what: "--vps".into(),
+            reason: r,
+        })
+    }
+
+    pub fn target(&self) -> Result<SshTarget, SyncError> {
+        let c = self.ssh()?;
+        let identity = self.identity.clone().ok_or_else(|| SyncError::Invalid {
+            what: "--identity".into(),
+            reason: "rsync needs the private key file".into(),
+        })?;
+        Ok(SshTarget {
+            user: c.user,
+            host: c.host,
+            port: c.port,
+            identity,
+            known_hosts: c.known_hosts,
+        })
+    }
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+}
+
+/// The standby side.
+#[derive(Args, Debug, Clone)]
+pub struct LocalArgs {
+    /// The backup's copy of the data_dir.
+    #[arg(long)]
+    pub local_data_dir: PathBuf,
+    /// Connection to the standby cluster (libpq string, without dbname).
+    #[arg(long)]
+    pub standby: String,
+    /// Databases to sync (default: every database with an ir_attachment table).
+    #[arg(long = "db")]
+    pub dbs: Vec<String>,
+    /// Where the indexes live.
+    #[arg(long, default_value = "/var/lib/odoo-standby/filesync")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// One filestore pass for every database.
+    Sync(SyncArgs),
+    /// A filestore pass every few seconds, logging the passes that copied something.
+    Watch(WatchArgs),
+    /// The first full copy of the data_dir, with progress.
+    Seed(SeedArgs),
+    /// Referenced files that are missing, truncated or (with --verify) corrupt.
+    Audit(AuditArgs),
+    /// Removes (or moves aside) files the standby has not referenced for a day: only when run.
+    /// The first run records what is unreferenced; a run at least --older-than-hours later
+    /// removes what is still unreferenced. Run it daily, or not at all.
+    Prune(PruneArgs),
+    /// SSH key, authorized_keys on the VPS, ~/.ssh/config block, known_hosts after you confirm.
+    SshSetup(SshSetupArgs),
+    /// Print systemd units (or cron lines) for one instance.
+    Schedule(ScheduleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub vps: VpsArgs,
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// Also check each fetched file's SHA-1 against its name (the size is always checked).
+    #[arg(long)]
+    pub verify: bool,
+    /// Rebuild the index from the disk first.
+    #[arg(long)]
+    pub rescan: bool,
+    /// Print timing and peak memory.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub sync: SyncArgs,
+    /// Seconds between passes.
+    #[arg(long, default_value_t = 2)]
+    pub interval: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    pub vps: VpsArgs,
+    /// Folder that receives data_dir.
+    #[arg(long)]
+    pub dest: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// Also check every file's SHA-1.
+    #[arg(long)]
+    pub verify: bool,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// Hours a file must have been seen unreferenced before it goes.
+    #[arg(long, default_value_t = 24)]
+    pub older_than_hours: u64,
+    /// Move the files into this folder (same filesystem) instead of deleting them.
+    #[arg(long)]
+    pub move_to: Option<PathBuf>,
+    /// Show what would go; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SshSetupArgs {
+    #[command(flatten)]
+    pub vps: VpsArgs,
+    /// The OS user on this server that will connect.
+    #[arg(long)]
+    pub os_user: String,
+    /// Its home.
+    #[arg(long)]
+    pub home: PathBuf,
+    /// Name of the Host block in ~/.ssh/config (the instance name).
+    #[arg(long)]
+    pub alias: String,
+    /// The fingerprint you checked on the VPS (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`);
+    /// asked for on a terminal when missing.
+    #[arg(long)]
+    pub confirm_fingerprint: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    /// Instance name.
+    #[arg(long)]
+    pub instance: String,
+    /// OS user that runs the syncs.
+    #[arg(long, default_value = "odoouser")]
+    pub os_user: String,
+    /// The odoo-standby config file.
+    #[arg(long, default_value = "/etc/odoo-standby/config.toml")]
+    pub config: String,
+    /// Cron lines instead of systemd units.
+    #[arg(long)]
+    pub cron: bool,
+    /// Write the units into this directory instead of printing them.
+    #[arg(long)]
+    pub write_to: Option<PathBuf>,
+}
+
+/// `schedule`: units or cron lines for one instance.
+pub fn schedule(a: &ScheduleArgs) -> Result<ExitCode, SyncError> {
+    let s = filesync::schedule::Schedule {
+        instance: a.instance.clone(),
+        os_user: a.os_user.clone(),
+        filesync: std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "filesync".into()),
+        config: a.config.clone(),
+    };
+    if a.cron {
+        for l in s.cron_lines() {
+            println!("{l}");
+        }
+    } else if let Some(dir) = &a.write_to {
+        for u in s.units() {
+            let p = dir.join(&u.name);
+            std::fs::write(&p, &u.text).map_err(|e| SyncError::Local {
+                what: "cannot write".into(),
+                path: p.clone(),
+                hint: "check the directory".into(),
+                source: e,
+            })?;
+            println!("wrote {}", p.display());
+        }
+    } else {
+        for u in s.units() {
+            println!("# {}\n{}", u.name, u.text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,120 @@
+//! The configuration's validation: every mistake named by file, line and key.
+use super::*;
+
+#[test]
+fn the_example_is_valid() {
+    let c = Config::parse(EXAMPLE, "example").unwrap();
+    assert_eq!(c.backup.pg_version, 15);
+    assert_eq!(c.instances[0].standby_port, 5435);
+    assert!(c.instance("vps_clientes_1").is_ok());
+    assert!(c.instance("nope").unwrap_err().contains("vps_clientes_1"));
+}
+
+/// Each mistake is reported at its line, for its key, with what to write instead.
+#[test]
+fn errors_name_file_line_key_and_fix() {
+    let cases: [(&str, &str, usize, &str, &str); 9] = [
+        (
+            "name = \"vps_clientes_1\"",
+            "name = \"vps-clientes-1\"",
+            28,
+            "instance[0].name",
+            "lower-case letters",
+        ),
+        (
+            "standby_port = 5435",
+            "standby_port = 80",
+            34,
+            "instance[0].standby_port",
+            "1024 to 65535",
+        ),
+        (
+            "pg = \"host=200.58.98.56 port=5432\"",
+            "pg = \"host=200.58.98.56 password=x\"",
+            32,
+            "instance[0].pg",
+            "no password=",
+        ),
+        (
+            "ssh = \"odoo@200.58.98.56:5253\"",
+            "ssh = \"odoo@200.58.98.56:x\"",
+            30,
+            "instance[0].ssh",
+            "user@host[:port]",
+        ),
+        (
+            "address = \"198.51.100.7\"",
+            "address = \"backup.example.com\"",
+            12,
+            "backup.address",
+            "not an IP address",
+        ),
+        (
+            "data_dir = \"/var/opt/odoo/data_dir\"",
+            "data_dir = \"var/opt/odoo\"",
+            36,
+            "instance[0].data_dir",
+            "absolute path",
+        ),
+        (
+            "pg_version = 15",
+            "pg_version = 150",
+            14,
+            "backup.pg_version",
+            "major version",
+        ),
+        (
+            "os_user = \"odoouser\"",
+            "os_user = \"Odoo User\"",
+            10,
+            "backup.os_user",
+            "not a user name",
+        ),
+        (
+            "sources = \"/opt/odoo/sources\"",
+            "sources = \"/opt/odoo/sources\"\nsourcse = \"/x\"",
+            38,
+            "-",
+            "unknown field `sourcse`",
+        ),
+    ];
+    for (from, to, line, key, says) in cases {
+        assert!(EXAMPLE.contains(from), "{from}");
+        let text = EXAMPLE.replace(from, to);
+        let e = Config::parse(&text, "/etc/odoo-standby/config.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (line, key), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("/etc/odoo-standby/config.toml:{line}: {key}: ")),
+            "{shown}"
+        );
+        assert!(shown.contains(says), "{shown}");
+    }
+}
+
+#[test]
+fn duplicates_and_missing_pieces_are_refused() {
+    let second = EXAMPLE.rsplit("[[instance]]").next().unwrap();
+    let twice = format!("{EXAMPLE}\n[[instance]]{second}");
+    let e = Config::parse(&twice, "c").unwrap_err();
+    assert!(e.to_string().contains("used by another instance"), "{e}");
+    assert_eq!(e.key, "instance[1].name");
+    let other_name = twice.replacen("name = \"vps_clientes_1\"", "name = \"vps_2\"", 1);
+    let e = Config::parse(&other_name, "c").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("port 5435 is used by another instance"),
+        "{e}"
+    );
+    let none = &EXAMPLE[..EXAMPLE.rfind("[[instance]]").unwrap()];
+    assert!(Config::parse(none, "c")
+        .unwrap_err()
+        .to_string()
+        .contains("no [[instance]]"));
+    let missing = EXAMPLE.replace("standby_port = 5435\n", "");
+    let e = Config::parse(&missing, "c").unwrap_err().to_string();
+    assert!(
+        e.contains("missing field `standby_port`") && e.contains("odoo-standby init"),
+        "{e}"
+    );
+}

@@ -1,0 +1,74 @@
+//! The state folder of one instance, `<backup.state_dir>/<name>/`: every file odoo-standby
+//! keeps about it, named in one place.
+
+use std::path::{Path, PathBuf};
+
+/// `<state_dir>/<name>/` and the files in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// The folder of instance `name` under `state_dir` (nothing is created).
+    pub fn new(state_dir: &Path, name: &str) -> Self {
+        Self {
+            dir: state_dir.join(name),
+        }
+    }
+
+    /// The folder itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lock held by the one odoo-standby working on the instance.
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// The operation in progress.
+    pub fn current(&self) -> PathBuf {
+        self.dir.join("current.json")
+    }
+
+    /// The last operation that failed before it changed anything.
+    pub fn aborted(&self) -> PathBuf {
+        self.dir.join("aborted.json")
+    }
+
+    /// One line per step event.
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("journal.jsonl")
+    }
+
+    /// What the last sync passes did (for `status`).
+    pub fn sync_state(&self) -> PathBuf {
+        self.dir.join("sync.json")
+    }
+
+    /// While it exists, the syncs do nothing (a failover holds the instance).
+    pub fn paused(&self) -> PathBuf {
+        self.dir.join("syncs.paused")
+    }
+
+    /// The attachment files the last failover found missing.
+    pub fn lost_files(&self) -> PathBuf {
+        self.dir.join("lost-files.json")
+    }
+
+    /// The folder holding the filestore indexes (`<db>.index`).
+    pub fn indexes(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Pid files and logs of supervised services here (the sandbox).
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    /// Pid files and logs of supervised services on the VPS (the sandbox).
+    pub fn vps_run_dir(&self) -> PathBuf {
+        self.dir.join("vps-run")
+    }
+}

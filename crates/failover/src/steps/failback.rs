@@ -1,0 +1,307 @@
+//! Failback (runbook section 5): the VPS follows this server, gets the files written here,
+//! catches up, is promoted; this server becomes its standby again.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pgrepl::{PrepareOptions, StopMode};
+
+use super::odoo_setup::StartSyncs;
+use super::preflight::listen_for;
+use super::roles::{
+    runs_or_note, DropStaleSlots, PromoteVps, RejoinBackup, RejoinVps, StopStandby,
+};
+use super::{f, Run, Step};
+use crate::env::{Env, REPLICA_USER, REWIND_USER};
+use crate::error::{FailoverError, Result};
+use crate::plan::{Out, RunOptions};
+
+/// The steps of failback, in order: the VPS follows this server before anything stops here,
+/// the files go back before the VPS is promoted, and this server follows again last.
+pub fn failback() -> Vec<Box<dyn Step>> {
+    vec![
+        Box::new(STOP_VPS_ODOO),
+        Box::new(PrepareBackupPrimary),
+        Box::new(RejoinVps),
+        Box::new(STOP_ODOO),
+        Box::new(CopyFilesBack),
+        Box::new(CatchUp),
+        Box::new(StopStandby),
+        Box::new(PromoteVps),
+        Box::new(RejoinBackup),
+        Box::new(DropStaleSlots),
+        Box::new(StartSyncs),
+        Box::new(START_VPS_ODOO),
+    ]
+}
+
+/// Starts or stops one Odoo: this server's promoted one, or the VPS's own.
+pub struct OdooService {
+    id: &'static str,
+    title: &'static str,
+    on_vps: bool,
+    start: bool,
+}
+
+/// Stops the VPS's Odoo (its users must not write there while the VPS follows this server).
+pub const STOP_VPS_ODOO: OdooService = OdooService {
+    id: "stop-vps-odoo",
+    title: "stop Odoo on the VPS",
+    on_vps: true,
+    start: false,
+};
+/// Stops the promoted Odoo here (production moves back).
+pub const STOP_ODOO: OdooService = OdooService {
+    id: "stop-odoo",
+    title: "stop and disable Odoo here",
+    on_vps: false,
+    start: false,
+};
+/// Starts the VPS's Odoo again.
+pub const START_VPS_ODOO: OdooService = OdooService {
+    id: "start-vps-odoo",
+    title: "start Odoo on the VPS",
+    on_vps: true,
+    start: true,
+};
+
+impl OdooService {
+    fn parts<'a>(&self, env: &'a Env) -> (&'a dyn crate::Supervisor, crate::Service) {
+        if self.on_vps {
+            (env.there.as_ref(), env.vps_odoo_service())
+        } else {
+            (env.here.as_ref(), env.odoo_service())
+        }
+    }
+}
+
+#[async_trait]
+impl Step for OdooService {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn title(&self) -> &'static str {
+        self.title
+    }
+    fn on_vps(&self) -> bool {
+        self.on_vps
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        let (sup, svc) = self.parts(env);
+        let specs = if self.start {
+            sup.start_specs(&svc)
+        } else {
+            sup.stop_specs(&svc)
+        };
+        Run::cmds(&specs, self.title)
+    }
+    fn check(&self) -> &'static str {
+        if self.start {
+            "it runs"
+        } else {
+            "it does not run"
+        }
+    }
+    fn hint(&self) -> &'static str {
+        if self.on_vps {
+            "do it by hand on the VPS, then resume"
+        } else {
+            "do it by hand, then resume"
+        }
+    }
+    async fn is_done(&self, env: &Env) -> Result<bool> {
+        let (sup, svc) = self.parts(env);
+        Ok(sup.is_active(&svc).await? == self.start)
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        let (sup, svc) = self.parts(env);
+        if self.start {
+            sup.start(&svc).await
+        } else {
+            sup.stop(&svc).await
+        }
+    }
+}
+
+/// This cluster as a primary the VPS can follow: pg_hba, listening here, the VPS's .pgpass.
+pub struct PrepareBackupPrimary;
+
+#[async_trait]
+impl Step for PrepareBackupPrimary {
+    fn id(&self) -> &'static str {
+        "prepare-backup"
+    }
+    fn title(&self) -> &'static str {
+        "make this cluster a primary the VPS can follow"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        let when = "it does not listen on backup.address yet (Odoo here reconnects)";
+        vec![
+            Run::note(format!(
+                "pg_hba.conf of {}: {REPLICA_USER} and {REWIND_USER} from {}",
+                env.standby.label(),
+                env.vps_pg.0
+            )),
+            Run::file(
+                &env.inst.vps_pgpass,
+                format!(
+                    "on the VPS: {}:{}:replication:{REPLICA_USER}:*** and :postgres:{REWIND_USER}:***",
+                    env.cfg.backup.address, env.inst.standby_port
+                ),
+            ),
+            Run::cmd_when(&env.standby.stop_spec(StopMode::Fast), when),
+            Run::cmd_when(&env.standby.start_spec(), when),
+        ]
+    }
+    fn check(&self) -> &'static str {
+        "re-applies nothing that is in place"
+    }
+    fn hint(&self) -> &'static str {
+        "read the error: the pg_hba change is rolled back if the server rejects it"
+    }
+    async fn is_done(&self, _env: &Env) -> Result<bool> {
+        Ok(false)
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
+        let b = &env.cfg.backup;
+        let secrets = env.require_secrets().await?;
+        let mut pg = PrepareOptions::new(
+            vec![env.vps_address()?],
+            secrets.0.clone(),
+            secrets.1.clone(),
+        )
+        .map_err(f("replication options"))?;
+        let here = env.standby_sql("postgres");
+        pg.listen_addresses = listen_for(&here, &b.address.to_string()).await?;
+        let report = pgrepl::prepare_primary(&here, env.standby.host().as_ref(), &pg)
+            .await
+            .map_err(f("preparing this cluster as a primary"))?;
+        for c in &report.changes {
+            out.line(&format!("    {c}"));
+        }
+        if !report.restart_needed.is_empty() {
+            // Protect makes the standby listen here already; a cluster cloned by an older
+            // version may not: restart it (Odoo here reconnects by itself).
+            out.line(&format!(
+                "    restarting {} for {} (Odoo here reconnects)",
+                env.standby.label(),
+                report.restart_needed.join(", ")
+            ));
+            env.standby
+                .stop(StopMode::Fast)
+                .await
+                .map_err(f("stopping this cluster"))?;
+            env.standby
+                .start()
+                .await
+                .map_err(f("starting this cluster"))?;
+        }
+        pgrepl::pgpass::upsert(
+            env.vps_cluster.host().as_ref(),
+            &env.inst.vps_pgpass,
+            &b.pg_os_user,
+            &Env::pgpass_entries(&b.address.to_string(), env.inst.standby_port, &secrets),
+        )
+        .await
+        .map_err(f(format!(
+            "writing {} on the VPS",
+            env.inst.vps_pgpass.display()
+        )))
+        .map(drop)
+    }
+}
+
+/// The files written here go back to the VPS (adding only: content-addressed files never
+/// change, and nothing on the VPS is deleted).
+pub struct CopyFilesBack;
+
+fn push_spec(env: &Env) -> Result<host::CommandSpec> {
+    filesync::rsync::push_command(&env.ssh, &env.layout.data_dir(), &env.inst.data_dir)
+        .map_err(|e| FailoverError::failed("rsync", e))
+}
+
+#[async_trait]
+impl Step for CopyFilesBack {
+    fn id(&self) -> &'static str {
+        "copy-files-back"
+    }
+    fn title(&self) -> &'static str {
+        "copy the files this server got back to the VPS"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        runs_or_note(push_spec(env).map(|s| vec![Run::cmd(&s)]))
+    }
+    fn check(&self) -> &'static str {
+        "rsync copies only what differs"
+    }
+    fn hint(&self) -> &'static str {
+        "rsync's error names the file; run again"
+    }
+    async fn is_done(&self, _env: &Env) -> Result<bool> {
+        Ok(false)
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        super::run(
+            env.local.as_ref(),
+            &push_spec(env)?,
+            "copying data_dir back to the VPS",
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// The VPS has replayed everything written here.
+pub struct CatchUp;
+
+#[async_trait]
+impl Step for CatchUp {
+    fn id(&self) -> &'static str {
+        "catch-up"
+    }
+    fn title(&self) -> &'static str {
+        "wait until the VPS replayed everything written here"
+    }
+    fn on_vps(&self) -> bool {
+        true
+    }
+    fn runs(&self, _env: &Env) -> Vec<Run> {
+        vec![Run::sql("SELECT pg_current_wal_lsn() here; wait for pg_last_wal_replay_lsn() on the VPS to reach it")]
+    }
+    fn check(&self) -> &'static str {
+        "the VPS's replay position reached this server's"
+    }
+    fn hint(&self) -> &'static str {
+        "see pg_stat_replication here and the VPS's cluster log"
+    }
+    async fn is_done(&self, _env: &Env) -> Result<bool> {
+        Ok(false)
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        let target =
+            pgrepl::query_value(&env.standby_sql("postgres"), "SELECT pg_current_wal_lsn()")
+                .await
+                .map_err(f("reading this cluster's WAL position"))?
+                .unwrap_or_default();
+        let target: pgrepl::Lsn = target.parse().map_err(|_| {
+            FailoverError::Refused(format!(
+                "this cluster's WAL position {target:?} is not an LSN"
+            ))
+        })?;
+        let vps = env.vps_psql("postgres");
+        for _ in 0..600 {
+            let replayed = pgrepl::query_value(&vps, "SELECT pg_last_wal_replay_lsn()")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse::<pgrepl::Lsn>().ok());
+            if replayed.is_some_and(|r| r >= target) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(FailoverError::Refused(format!(
+            "the VPS did not replay up to {target} within 120 s"
+        )))
+    }
+}

@@ -1,0 +1,268 @@
+//! Protect, the Odoo side here: odoo.conf rewritten, the Odoo user's login to the standby,
+//! the units, the syncs started.
+
+use async_trait::async_trait;
+use odoo_instance::{relocate, BackupTarget, OdooConf};
+use pgrepl::Name;
+
+use super::{f, hf, same_file, write_ours, Run, Step};
+use crate::env::Env;
+use crate::error::{FailoverError, Result};
+use crate::plan::{Out, RunOptions};
+
+/// The VPS's odoo.conf, rewritten for this server.
+pub(crate) async fn odoo_conf(env: &Env) -> Result<String> {
+    let raw = env
+        .vps
+        .read_file(&env.inst.odoo_conf)
+        .await
+        .map_err(hf(format!(
+            "reading {} on the VPS",
+            env.inst.odoo_conf.display()
+        )))?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let mut conf = OdooConf::parse(&text, &env.inst.odoo_conf.display().to_string())
+        .map_err(|e| FailoverError::failed("reading the VPS's odoo.conf", e))?;
+    let path_map = odoo_instance::instance_path_map(
+        &conf,
+        &env.inst.sources,
+        &env.layout.sources(),
+        &env.layout.odoo(),
+    );
+    relocate(
+        &mut conf,
+        &BackupTarget {
+            path_map,
+            data_dir: env.layout.data_dir(),
+            db_host: Some(env.standby.socket_dir()),
+            db_port: env.inst.standby_port,
+            ..Default::default()
+        },
+    );
+    Ok(conf.render())
+}
+
+/// odoo.conf for this server.
+pub struct OdooConfStep;
+
+#[async_trait]
+impl Step for OdooConfStep {
+    fn id(&self) -> &'static str {
+        "odoo-conf"
+    }
+    fn title(&self) -> &'static str {
+        "rewrite odoo.conf for this server"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        vec![Run::file(
+            &env.layout.conf(),
+            format!(
+                "{} of the VPS, addons_path, data_dir, db_host, db_port rewritten",
+                env.inst.odoo_conf.display()
+            ),
+        )]
+    }
+    fn check(&self) -> &'static str {
+        "the file already has that content"
+    }
+    fn hint(&self) -> &'static str {
+        "unmapped addons_path entries are listed: add them under sources on the VPS"
+    }
+    async fn is_done(&self, env: &Env) -> Result<bool> {
+        same_file(env, &env.layout.conf(), &odoo_conf(env).await?).await
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        let text = odoo_conf(env).await?;
+        write_ours(
+            env,
+            &env.layout.conf(),
+            &text,
+            0o640,
+            &env.cfg.backup.os_user,
+        )
+        .await
+    }
+}
+
+/// The Odoo user here logs in to the standby as the VPS's role (a peer map), so nothing
+/// changes owner and failback hands the database back as it was.
+pub struct OdooLogin;
+
+#[async_trait]
+impl Step for OdooLogin {
+    fn id(&self) -> &'static str {
+        "odoo-login"
+    }
+    fn title(&self) -> &'static str {
+        "let the Odoo user here log in to the standby as the VPS's database role"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        let (standby, map) = (env.standby.label(), pgrepl::hba::LOGIN_MAP);
+        vec![
+            Run::note(format!(
+                "pg_ident.conf of {standby}: {map} {} ROLE (ROLE: db_user of the rewritten odoo.conf)",
+                env.cfg.backup.os_user
+            )),
+            Run::note(format!(
+                "pg_hba.conf of {standby}: local all ROLE peer map={map}; both checked by the server, then pg_reload_conf()"
+            )),
+        ]
+    }
+    fn check(&self) -> &'static str {
+        "re-applies nothing that is in place"
+    }
+    fn hint(&self) -> &'static str {
+        "the role owns the database on the VPS: keeping it is what lets failback hand the database back unchanged"
+    }
+    async fn is_done(&self, _env: &Env) -> Result<bool> {
+        Ok(false)
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
+        let os_user = &env.cfg.backup.os_user;
+        let conf = OdooConf::parse(&odoo_conf(env).await?, "odoo.conf")
+            .map_err(|e| FailoverError::failed("reading the rewritten odoo.conf", e))?;
+        let Some(role) = conf.db_user().map(str::to_owned) else {
+            out.line(&format!(
+                "    odoo.conf sets no db_user: Odoo connects as {os_user} itself"
+            ));
+            return Ok(());
+        };
+        if &role == os_user {
+            return Ok(());
+        }
+        let role = Name::new("db_user", &role).map_err(f("odoo.conf's db_user"))?;
+        let changed = pgrepl::allow_local_login(
+            &env.standby_sql("postgres"),
+            env.standby.host().as_ref(),
+            os_user,
+            &role,
+        )
+        .await
+        .map_err(f("letting the Odoo user log in to the standby"))?;
+        if changed {
+            out.line(&format!(
+                "    {os_user} may now log in to {} as role {role} (peer, map {})",
+                env.standby.label(),
+                pgrepl::hba::LOGIN_MAP
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The promoted Odoo's unit, written and left disabled.
+pub struct OdooUnit;
+
+#[async_trait]
+impl Step for OdooUnit {
+    fn id(&self) -> &'static str {
+        "odoo-unit"
+    }
+    fn title(&self) -> &'static str {
+        "write the Odoo unit (disabled)"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        vec![Run::file(
+            &env.layout.unit_file(),
+            format!("ExecStart={}", env.exec_start().join(" ")),
+        )]
+    }
+    fn check(&self) -> &'static str {
+        "the file already has that content"
+    }
+    fn hint(&self) -> &'static str {
+        "check backup.python and backup.odoo_source"
+    }
+    async fn is_done(&self, env: &Env) -> Result<bool> {
+        same_file(env, &env.layout.unit_file(), &env.odoo_unit()).await
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        write_ours(
+            env,
+            &env.layout.unit_file(),
+            &env.odoo_unit(),
+            0o644,
+            "root",
+        )
+        .await
+    }
+}
+
+/// The sync service's unit (rendered by filesync, which owns the sync).
+pub struct SyncUnit;
+
+#[async_trait]
+impl Step for SyncUnit {
+    fn id(&self) -> &'static str {
+        "sync-unit"
+    }
+    fn title(&self) -> &'static str {
+        "write the sync unit"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        vec![Run::file(
+            &env.sync_unit_path(),
+            format!("ExecStart={}", env.sync_service().argv.join(" ")),
+        )]
+    }
+    fn check(&self) -> &'static str {
+        "the file already has that content"
+    }
+    fn hint(&self) -> &'static str {
+        "check backup.root"
+    }
+    async fn is_done(&self, env: &Env) -> Result<bool> {
+        same_file(env, &env.sync_unit_path(), &env.sync_unit().text).await
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        write_ours(
+            env,
+            &env.sync_unit_path(),
+            &env.sync_unit().text,
+            0o644,
+            "root",
+        )
+        .await
+    }
+}
+
+/// The file syncs, started (and the pause a failover left, lifted).
+pub struct StartSyncs;
+
+#[async_trait]
+impl Step for StartSyncs {
+    fn id(&self) -> &'static str {
+        "start-syncs"
+    }
+    fn title(&self) -> &'static str {
+        "start the file syncs"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        let mut v = vec![Run::note(format!(
+            "remove {} when it is there",
+            env.state.paused().display()
+        ))];
+        v.extend(Run::cmds(
+            &env.here.start_specs(&env.sync_service()),
+            "start the sync service",
+        ));
+        v
+    }
+    fn check(&self) -> &'static str {
+        "the sync service runs"
+    }
+    fn hint(&self) -> &'static str {
+        "see its log; `odoo-standby sync NAME` runs one pass by hand"
+    }
+    async fn is_done(&self, env: &Env) -> Result<bool> {
+        env.here.is_active(&env.sync_service()).await
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        let p = env.state.paused();
+        if p.exists() {
+            std::fs::remove_file(&p)
+                .map_err(|e| FailoverError::failed(format!("removing {}", p.display()), e))?;
+        }
+        env.here.start(&env.sync_service()).await
+    }
+}
