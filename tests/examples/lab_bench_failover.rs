@@ -20,7 +20,10 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
-    let mut w = LabWorld::new();
+    let mut w = LabWorld::with_config(
+        odoo_standby_tests::LAB_CONFIG,
+        odoo_standby_tests::production_binary(),
+    );
     w.echo = false;
     let (mut first, mut failback) = (Vec::new(), Vec::new());
     for run in 1..=runs {

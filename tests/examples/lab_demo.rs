@@ -28,7 +28,10 @@ fn main() {
         t0,
         "lab up: vps (PostgreSQL 15/main, real Odoo 17 as odoo.service) and backup (odoo-standby)",
     );
-    let mut w = LabWorld::new();
+    let mut w = LabWorld::with_config(
+        odoo_standby_tests::LAB_CONFIG,
+        odoo_standby_tests::production_binary(),
+    );
     // Only failures are echoed on stderr; the demo prints what matters.
     w.echo = false;
     println!("  sudoers drop-in on the VPS installed from `odoo-standby vps-sudoers vps1`");

@@ -46,6 +46,21 @@ pub fn binary() -> PathBuf {
         .clone()
 }
 
+/// The `odoo-standby` an operator installs: the same profile as the caller, without test
+/// hooks (the demo and the benchmarks run it).
+pub fn production_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.args(["build", "-q", "-p", "odoo-standby"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        c.arg("--release");
+    }
+    assert!(c.status().unwrap().success(), "cannot build odoo-standby");
+    dir.join("odoo-standby")
+}
+
 /// The configuration an operator writes on the backup for the lab's VPS.
 pub const LAB_CONFIG: &str = r#"# /etc/odoo-standby/config.toml on the lab's backup server
 [backup]

@@ -12,6 +12,7 @@ mod sandbox_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use failover::report;
 
 /// The one-machine sandbox of odoo-standby.
 ///
@@ -40,21 +41,6 @@ enum Command {
     },
     /// The whole lifecycle on a throwaway sandbox, then tear everything down.
     Demo(demo::DemoArgs),
-}
-
-fn report(result: Result<ExitCode, Box<dyn std::error::Error>>) -> ExitCode {
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            ExitCode::from(2)
-        }
-    }
 }
 
 fn main() -> ExitCode {

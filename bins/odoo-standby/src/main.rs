@@ -9,6 +9,7 @@ mod ops;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use failover::report;
 
 /// Keep a warm copy of Odoo instances on a backup server.
 ///
@@ -54,16 +55,8 @@ enum Command {
     Failover {
         #[command(flatten)]
         op: ops::OpArgs,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// Go on although the VPS's PostgreSQL accepts writes, stopping it over SSH first.
-        #[arg(long)]
-        force: bool,
-        /// Go on although the VPS cannot be reached (down, or cut off): nothing can fence it,
-        /// so say that you know. --yes does not imply it.
-        #[arg(long)]
-        vps_unreachable: bool,
+        #[command(flatten)]
+        fence: ops::FenceArgs,
     },
     /// Give production back to the VPS (runbook section 5) and protect it again.
     Failback {
@@ -74,15 +67,8 @@ enum Command {
     Resume {
         /// The instance.
         name: String,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// As for failover: stop the VPS's PostgreSQL over SSH when it accepts writes.
-        #[arg(long)]
-        force: bool,
-        /// As for failover: go on although the VPS cannot be reached.
-        #[arg(long)]
-        vps_unreachable: bool,
+        #[command(flatten)]
+        fence: ops::FenceArgs,
     },
     /// Health of every instance (or one). Exit 0 healthy, 1 something unhealthy, 2 error.
     Status {
@@ -123,19 +109,8 @@ fn main() -> ExitCode {
             };
             ops::operation(&config, failover::Operation::Protect, &op, opts).await
         }),
-        Command::Failover {
-            op,
-            yes,
-            force,
-            vps_unreachable,
-        } => block_on(async move {
-            let opts = failover::RunOptions {
-                yes,
-                force,
-                vps_unreachable,
-                ..Default::default()
-            };
-            ops::operation(&config, failover::Operation::Failover, &op, opts).await
+        Command::Failover { op, fence } => block_on(async move {
+            ops::operation(&config, failover::Operation::Failover, &op, fence.options()).await
         }),
         Command::Failback { op } => block_on(async move {
             ops::operation(
@@ -146,20 +121,9 @@ fn main() -> ExitCode {
             )
             .await
         }),
-        Command::Resume {
-            name,
-            yes,
-            force,
-            vps_unreachable,
-        } => block_on(async move {
-            let opts = failover::RunOptions {
-                yes,
-                force,
-                vps_unreachable,
-                ..Default::default()
-            };
-            ops::resume(&config, &name, opts).await
-        }),
+        Command::Resume { name, fence } => {
+            block_on(async move { ops::resume(&config, &name, fence.options()).await })
+        }
         Command::Status { name, json } => {
             block_on(async move { ops::status(&config, name.as_deref(), json).await })
         }
@@ -205,20 +169,4 @@ fn check(config: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Prints an error and its causes; exit code 2 for errors.
-fn report(result: Result<ExitCode, Box<dyn std::error::Error>>) -> ExitCode {
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            ExitCode::from(2)
-        }
-    }
 }

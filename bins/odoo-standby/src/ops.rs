@@ -21,6 +21,33 @@ pub struct OpArgs {
     pub json: bool,
 }
 
+/// What the operator says about the VPS and the question (failover, resume).
+#[derive(clap::Args, Debug)]
+pub struct FenceArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Go on although the VPS's PostgreSQL accepts writes, stopping it over SSH first.
+    #[arg(long)]
+    pub force: bool,
+    /// Go on although the VPS cannot be reached (down, or cut off): nothing can fence it,
+    /// so say that you know. --yes does not imply it.
+    #[arg(long)]
+    pub vps_unreachable: bool,
+}
+
+impl FenceArgs {
+    /// As run options.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            yes: self.yes,
+            force: self.force,
+            vps_unreachable: self.vps_unreachable,
+            ..Default::default()
+        }
+    }
+}
+
 fn env(config: &Path, name: &str) -> Result<Env, Box<dyn Error>> {
     let cfg = Config::load(config)?;
     Ok(Env::new(&cfg, config, name)?)

@@ -93,6 +93,36 @@ impl FailoverError {
     }
 }
 
+/// Prints `e` for the operator on stderr: the error, each cause on its own line, then what
+/// to do next when it is a failed step (its hint and the resume command).
+pub fn eprint(e: &(dyn std::error::Error + 'static)) {
+    eprintln!("error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+    // What to do next comes after the causes, where the operator reads last.
+    if let Some(hint) = e
+        .downcast_ref::<FailoverError>()
+        .and_then(FailoverError::hint)
+    {
+        for line in hint.lines() {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+/// The exit code of a command: its own when it ran, else 2 after [`eprint`].
+pub fn report(
+    result: std::result::Result<std::process::ExitCode, Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
+    result.unwrap_or_else(|e| {
+        eprint(e.as_ref());
+        std::process::ExitCode::from(2)
+    })
+}
+
 /// An error and its causes on one line (`a: b: c`), for status lines and state files.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     filesync::watch::chain(e)

@@ -11,6 +11,29 @@ use crate::error::{FailoverError, Result};
 use crate::services::Service;
 
 impl Env {
+    /// The odoo.conf of this server's copy (as protect wrote it), parsed.
+    pub async fn instance_conf(&self) -> Result<OdooConf> {
+        let path = self.layout.conf();
+        let text = self
+            .local
+            .read_file(&path)
+            .await
+            .map_err(|e| FailoverError::failed(format!("reading {}", path.display()), e))?;
+        OdooConf::parse(&String::from_utf8_lossy(&text), &path.display().to_string())
+            .map_err(|e| FailoverError::failed("reading odoo.conf", e))
+    }
+
+    /// What the sync service runs: `odoo-standby -c CONFIG sync NAME --watch`.
+    fn sync_argv(&self) -> Vec<String> {
+        vec![
+            self.program.display().to_string(),
+            "-c".into(),
+            self.config_path.display().to_string(),
+            "sync".into(),
+            self.name().to_owned(),
+            "--watch".into(),
+        ]
+    }
     /// The promoted Odoo here.
     pub fn odoo_service(&self) -> Service {
         Service {
@@ -75,14 +98,7 @@ impl Env {
     pub fn sync_service(&self) -> Service {
         Service {
             unit: self.sync_unit().name,
-            argv: vec![
-                self.program.display().to_string(),
-                "-c".into(),
-                self.config_path.display().to_string(),
-                "sync".into(),
-                self.name().to_owned(),
-                "--watch".into(),
-            ],
+            argv: self.sync_argv(),
             user: "root".into(),
             unit_file: Some(self.sync_unit_path()),
         }
@@ -90,15 +106,7 @@ impl Env {
 
     /// The sync service's unit (filesync renders it: it owns the sync).
     pub fn sync_unit(&self) -> filesync::schedule::UnitFile {
-        let exec = vec![
-            self.program.display().to_string(),
-            "-c".into(),
-            self.config_path.display().to_string(),
-            "sync".into(),
-            self.name().to_owned(),
-            "--watch".into(),
-        ];
-        filesync::schedule::sync_service(self.name(), &exec)
+        filesync::schedule::sync_service(self.name(), &self.sync_argv())
     }
 
     /// Where the sync unit is written (the instance folder; linked into systemd).
@@ -154,10 +162,7 @@ impl Env {
 
     /// The nginx site for the promoted Odoo (ports from the odoo.conf here).
     pub async fn nginx_site(&self) -> String {
-        let conf = match self.local.read_file(&self.layout.conf()).await {
-            Ok(b) => OdooConf::parse(&String::from_utf8_lossy(&b), "odoo.conf").ok(),
-            Err(_) => None,
-        };
+        let conf = self.instance_conf().await.ok();
         odoo_instance::nginx::render(&odoo_instance::nginx::NginxSite {
             instance: self.name().to_owned(),
             server_names: vec![self.ssh.host.clone()],

@@ -40,7 +40,7 @@ mod vps;
 
 pub use config::{Backup, Config, ConfigError, Instance, ServiceKind, EXAMPLE};
 pub use env::{rows, Env, Hosts, REPLICA_USER, REWIND_USER};
-pub use error::{chain, ErrorKind, FailoverError, Result};
+pub use error::{chain, eprint, report, ErrorKind, FailoverError, Result};
 pub use journal::{Current, Entry, Journal};
 pub use plan::{Operation, Out, Plan, PlannedStep, Reporter, RunOptions, Term};
 pub use runner::{resume, run_steps, start};

@@ -57,10 +57,37 @@ pub trait Cluster: Send + Sync {
     async fn create(&self) -> Result<()>;
     /// Whether its postmaster runs.
     async fn is_running(&self) -> Result<bool>;
-    /// Starts it and waits until it accepts connections (or is a standby that does).
-    async fn start(&self) -> Result<()>;
-    /// Stops it and waits.
-    async fn stop(&self, mode: StopMode) -> Result<()>;
+    /// Its server log (where a failed start says why).
+    fn log(&self) -> PathBuf;
+
+    /// Starts it and waits until it accepts connections (or is a standby that does);
+    /// nothing when it runs.
+    async fn start(&self) -> Result<()> {
+        if self.is_running().await? {
+            return Ok(());
+        }
+        self.host()
+            .run(&self.start_spec())
+            .await
+            .map_err(host_err(format!(
+                "starting {} (its log: {})",
+                self.label(),
+                self.log().display()
+            )))
+            .map(drop)
+    }
+
+    /// Stops it and waits; nothing when it does not run.
+    async fn stop(&self, mode: StopMode) -> Result<()> {
+        if !self.is_running().await? {
+            return Ok(());
+        }
+        self.host()
+            .run(&self.stop_spec(mode))
+            .await
+            .map_err(host_err(format!("stopping {}", self.label())))
+            .map(drop)
+    }
 
     /// The command `start` runs when it is not running.
     fn start_spec(&self) -> CommandSpec;
@@ -207,30 +234,8 @@ impl Cluster for PlainCluster {
         Ok(out.status.code == Some(0))
     }
 
-    async fn start(&self) -> Result<()> {
-        if self.is_running().await? {
-            return Ok(());
-        }
-        self.host
-            .run(&self.start_spec())
-            .await
-            .map_err(host_err(format!(
-                "starting {} (its log: {})",
-                self.label(),
-                self.log_file.display()
-            )))
-            .map(drop)
-    }
-
-    async fn stop(&self, mode: StopMode) -> Result<()> {
-        if !self.is_running().await? {
-            return Ok(());
-        }
-        self.host
-            .run(&self.stop_spec(mode))
-            .await
-            .map_err(host_err(format!("stopping {}", self.label())))
-            .map(drop)
+    fn log(&self) -> PathBuf {
+        self.log_file.clone()
     }
 
     fn start_spec(&self) -> CommandSpec {
@@ -408,26 +413,11 @@ impl Cluster for DebianCluster {
             .is_some_and(|l| l.status.starts_with("online")))
     }
 
-    async fn start(&self) -> Result<()> {
-        if self.is_running().await? {
-            return Ok(());
-        }
-        self.host
-            .run(&self.start_spec())
-            .await
-            .map_err(host_err(format!("starting cluster {}", self.label())))
-            .map(drop)
-    }
-
-    async fn stop(&self, mode: StopMode) -> Result<()> {
-        if !self.is_running().await? {
-            return Ok(());
-        }
-        self.host
-            .run(&self.stop_spec(mode))
-            .await
-            .map_err(host_err(format!("stopping cluster {}", self.label())))
-            .map(drop)
+    fn log(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/var/log/postgresql/postgresql-{}-{}.log",
+            self.version, self.name
+        ))
     }
 
     fn start_spec(&self) -> CommandSpec {

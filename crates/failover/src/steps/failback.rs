@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pgrepl::{PrepareOptions, StopMode};
 
 use super::odoo_setup::StartSyncs;
-use super::preflight::listen_for;
+use super::preflight::prepare;
 use super::roles::{
     runs_or_note, DropStaleSlots, PromoteVps, RejoinBackup, RejoinVps, StopStandby,
 };
@@ -149,53 +148,37 @@ impl Step for PrepareBackupPrimary {
                     env.cfg.backup.address, env.inst.standby_port
                 ),
             ),
-            Run::cmd_when(&env.standby.stop_spec(StopMode::Fast), when),
-            Run::cmd_when(&env.standby.start_spec(), when),
         ]
+        .into_iter()
+        .chain(super::restart_runs(env.standby.as_ref(), when))
+        .collect()
     }
     fn check(&self) -> &'static str {
-        "re-applies nothing that is in place"
+        super::REAPPLIES
     }
     fn hint(&self) -> &'static str {
-        "read the error: the pg_hba change is rolled back if the server rejects it"
+        super::HBA_HINT
     }
     async fn is_done(&self, _env: &Env) -> Result<bool> {
         Ok(false)
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
         let b = &env.cfg.backup;
-        let secrets = env.require_secrets().await?;
-        let mut pg = PrepareOptions::new(
-            vec![env.vps_address()?],
-            secrets.0.clone(),
-            secrets.1.clone(),
+        let restart_needed = prepare(
+            env,
+            env.standby.as_ref(),
+            &env.vps_address()?,
+            &b.address.to_string(),
+            out,
         )
-        .map_err(f("replication options"))?;
-        let here = env.standby_sql("postgres");
-        pg.listen_addresses = listen_for(&here, &b.address.to_string()).await?;
-        let report = pgrepl::prepare_primary(&here, env.standby.host().as_ref(), &pg)
-            .await
-            .map_err(f("preparing this cluster as a primary"))?;
-        for c in &report.changes {
-            out.line(&format!("    {c}"));
-        }
-        if !report.restart_needed.is_empty() {
+        .await?;
+        if !restart_needed.is_empty() {
             // Protect makes the standby listen here already; a cluster cloned by an older
             // version may not: restart it (Odoo here reconnects by itself).
-            out.line(&format!(
-                "    restarting {} for {} (Odoo here reconnects)",
-                env.standby.label(),
-                report.restart_needed.join(", ")
-            ));
-            env.standby
-                .stop(StopMode::Fast)
-                .await
-                .map_err(f("stopping this cluster"))?;
-            env.standby
-                .start()
-                .await
-                .map_err(f("starting this cluster"))?;
+            let why = format!("for {} (Odoo here reconnects)", restart_needed.join(", "));
+            super::restart(env.standby.as_ref(), &why, out).await?;
         }
+        let secrets = env.require_secrets().await?;
         pgrepl::pgpass::upsert(
             env.vps_cluster.host().as_ref(),
             &env.inst.vps_pgpass,

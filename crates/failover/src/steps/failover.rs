@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use odoo_instance::OdooConf;
 use pgrepl::StopMode;
 
 use super::files::{CheckHttp, LostFiles, OdooFiles};
@@ -266,19 +265,6 @@ impl Step for Promote {
 /// Odoo loads every database here (`--stop-after-init`), with the runbook's role fixes.
 pub struct Smoke;
 
-impl Smoke {
-    async fn test(env: &Env, db: &str) -> Result<odoo_instance::smoke::SmokeTest> {
-        let text = env
-            .local
-            .read_file(&env.layout.conf())
-            .await
-            .map_err(hf(format!("reading {}", env.layout.conf().display())))?;
-        let conf = OdooConf::parse(&String::from_utf8_lossy(&text), "odoo.conf")
-            .map_err(|e| FailoverError::failed("reading odoo.conf", e))?;
-        Ok(env.smoke_test(db, Some(&conf)))
-    }
-}
-
 #[async_trait]
 impl Step for Smoke {
     fn id(&self) -> &'static str {
@@ -311,7 +297,7 @@ impl Step for Smoke {
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
         use odoo_instance::smoke::Failure;
         for db in env.databases().await? {
-            let t = Self::test(env, &db).await?;
+            let t = env.smoke_test(&db, Some(&env.instance_conf().await?));
             let mut fixed = false;
             loop {
                 let r = odoo_instance::smoke::run(env.local.as_ref(), &t)

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use host::CommandSpec;
-use odoo_instance::OdooConf;
 use pgrepl::Sql as _;
 
 use super::{f, hf, Run, Step};
@@ -232,13 +231,7 @@ impl Step for CheckHttp {
         Ok(false)
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
-        let text = env
-            .local
-            .read_file(&env.layout.conf())
-            .await
-            .map_err(hf(format!("reading {}", env.layout.conf().display())))?;
-        let conf = OdooConf::parse(&String::from_utf8_lossy(&text), "odoo.conf")
-            .map_err(|e| FailoverError::failed("reading odoo.conf", e))?;
+        let conf = env.instance_conf().await?;
         let (addr, port) = (conf.http_local_address(), conf.http_port());
         let fs = env.layout.data_dir().join("filestore");
         for db in env.databases().await? {

@@ -180,6 +180,45 @@ pub(crate) async fn is_primary(db: &dyn pgrepl::Sql) -> Result<bool> {
         == Some("f"))
 }
 
+/// Whether `cluster` runs and streams from `up` (through its slot).
+pub(crate) async fn streams_from(
+    cluster: &dyn pgrepl::Cluster,
+    up: Result<pgrepl::Upstream>,
+) -> Result<bool> {
+    let up = up?;
+    Ok(cluster.is_running().await.unwrap_or(false)
+        && pgrepl::is_streaming_from(cluster, &up)
+            .await
+            .unwrap_or(false))
+}
+
+/// The done-check of a step that re-applies settings: it changes only what is not in place.
+pub(crate) const REAPPLIES: &str = "re-applies nothing that is in place";
+/// The hint of a step that edits pg_hba.conf.
+pub(crate) const HBA_HINT: &str =
+    "read the error: the pg_hba change is rolled back if the server rejects it";
+
+/// What [`restart`] runs on `cluster`, when `when`.
+pub(crate) fn restart_runs(cluster: &dyn pgrepl::Cluster, when: &str) -> Vec<Run> {
+    vec![
+        Run::cmd_when(&cluster.stop_spec(pgrepl::StopMode::Fast), when),
+        Run::cmd_when(&cluster.start_spec(), when),
+    ]
+}
+
+/// Restarts `cluster` (fast stop, start), saying why on `out`.
+pub(crate) async fn restart(cluster: &dyn pgrepl::Cluster, why: &str, out: &Out) -> Result<()> {
+    out.line(&format!("    restarting {} {why}", cluster.label()));
+    cluster
+        .stop(pgrepl::StopMode::Fast)
+        .await
+        .map_err(f(format!("stopping {}", cluster.label())))?;
+    cluster
+        .start()
+        .await
+        .map_err(f(format!("starting {}", cluster.label())))
+}
+
 /// Whether a file here has exactly `want`.
 pub(crate) async fn same_file(env: &Env, path: &Path, want: &str) -> Result<bool> {
     match env.local.read_file(path).await {

@@ -109,7 +109,7 @@ impl Step for OdooLogin {
         ]
     }
     fn check(&self) -> &'static str {
-        "re-applies nothing that is in place"
+        super::REAPPLIES
     }
     fn hint(&self) -> &'static str {
         "the role owns the database on the VPS: keeping it is what lets failback hand the database back unchanged"

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use host::CommandSpec;
-use pgrepl::{PrepareOptions, Sql as _, StopMode};
+use pgrepl::{PrepareOptions, Sql as _};
 
 use super::{f, hf, Run, Step};
 use crate::env::{Env, REPLICA_USER, REWIND_USER};
@@ -208,59 +208,66 @@ impl Step for PreparePrimary {
             Run::sql("ALTER SYSTEM SET wal_level = replica, wal_log_hints = on, hot_standby = on, max_wal_senders, max_replication_slots, wal_keep_size, max_slot_wal_keep_size; listen_addresses gains the VPS's address when it does not listen there"),
             Run::note(format!("pg_hba.conf: host replication {REPLICA_USER} {a}/32 scram-sha-256; host all {REWIND_USER} {a}/32 scram-sha-256 (checked by the server before the reload)")),
             Run::sql(format!("CREATE/ALTER ROLE {REPLICA_USER} REPLICATION, {REWIND_USER} (SCRAM verifiers, never plaintext); GRANT EXECUTE on the pg_rewind functions; pg_reload_conf()")),
-            Run::cmd_when(&env.vps_cluster.stop_spec(StopMode::Fast), when),
-            Run::cmd_when(&env.vps_cluster.start_spec(), when),
         ]
+        .into_iter()
+        .chain(super::restart_runs(env.vps_cluster.as_ref(), when))
+        .collect()
     }
     fn check(&self) -> &'static str {
-        "re-applies nothing that is in place"
+        super::REAPPLIES
     }
     fn hint(&self) -> &'static str {
-        "read the error: the pg_hba change is rolled back if the server rejects it"
+        super::HBA_HINT
     }
     async fn is_done(&self, _env: &Env) -> Result<bool> {
         Ok(false)
     }
     async fn apply(&self, env: &Env, opts: &RunOptions, out: &Out) -> Result<()> {
-        let secrets = env.require_secrets().await?;
-        let admin = env.vps_psql("postgres");
-        let mut pg = PrepareOptions::new(
-            vec![env.cfg.backup.address.to_string()],
-            secrets.0,
-            secrets.1,
+        let restart_needed = prepare(
+            env,
+            env.vps_cluster.as_ref(),
+            &env.cfg.backup.address.to_string(),
+            &env.vps_pg.0,
+            out,
         )
-        .map_err(f("replication options"))?;
-        pg.listen_addresses = listen_for(&admin, &env.vps_pg.0).await?;
-        let report = pgrepl::prepare_primary(&admin, env.vps_cluster.host().as_ref(), &pg)
-            .await
-            .map_err(f("preparing the VPS's PostgreSQL"))?;
-        for c in &report.changes {
-            out.line(&format!("    {c}"));
-        }
-        if report.restart_needed.is_empty() {
+        .await?;
+        if restart_needed.is_empty() {
             return Ok(());
         }
         if !opts.restart_vps {
             out.line(&format!(
                 "    WARNING: {} take effect only after a restart of the VPS's PostgreSQL; until then pg_rewind cannot work and a failback needs a full clone. Restart it at a quiet time (or run protect with --restart-vps).",
-                report.restart_needed.join(", ")
+                restart_needed.join(", ")
             ));
             return Ok(());
         }
-        out.line(&format!(
-            "    restarting {} for {}",
-            env.vps_cluster.label(),
-            report.restart_needed.join(", ")
-        ));
-        env.vps_cluster
-            .stop(StopMode::Fast)
-            .await
-            .map_err(f("stopping the VPS's PostgreSQL"))?;
-        env.vps_cluster
-            .start()
-            .await
-            .map_err(f("starting the VPS's PostgreSQL"))
+        let why = format!("for {}", restart_needed.join(", "));
+        super::restart(env.vps_cluster.as_ref(), &why, out).await
     }
+}
+
+/// Prepares `cluster` as a primary that `peer` (the other side's address) can follow, with
+/// the replication passwords of the backup's .pgpass, listening on `listen` too; prints
+/// what changed and returns the settings that need a restart.
+pub(crate) async fn prepare(
+    env: &Env,
+    cluster: &dyn pgrepl::Cluster,
+    peer: &str,
+    listen: &str,
+    out: &Out,
+) -> Result<Vec<String>> {
+    let secrets = env.require_secrets().await?;
+    let admin = cluster.psql("postgres");
+    let mut pg = PrepareOptions::new(vec![peer.to_owned()], secrets.0, secrets.1)
+        .map_err(f("replication options"))?;
+    pg.listen_addresses = listen_for(&admin, listen).await?;
+    let report = pgrepl::prepare_primary(&admin, cluster.host().as_ref(), &pg)
+        .await
+        .map_err(f(format!("preparing {} as a primary", cluster.label())))?;
+    for c in &report.changes {
+        out.line(&format!("    {c}"));
+    }
+    Ok(report.restart_needed)
 }
 
 /// The `listen_addresses` a server needs so that `addr` reaches it: `None` when it already

@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use host::{CommandSpec, Ownership};
-use pgrepl::StopMode;
 
 use super::odoo_setup::{OdooConfStep, OdooLogin, OdooUnit, StartSyncs, SyncUnit};
 use super::preflight::{Preflight, PreparePrimary, Secrets};
@@ -73,8 +72,7 @@ impl Step for CloneStandby {
             "ALTER SYSTEM SET listen_addresses = ..., {} (when {when})",
             env.cfg.backup.address
         )));
-        v.push(Run::cmd_when(&env.standby.stop_spec(StopMode::Fast), when));
-        v.push(Run::cmd_when(&env.standby.start_spec(), when));
+        v.extend(super::restart_runs(env.standby.as_ref(), when));
         v
     }
     fn check(&self) -> &'static str {
@@ -84,10 +82,7 @@ impl Step for CloneStandby {
         "an earlier data directory is moved aside, never deleted; see the cluster log"
     }
     async fn is_done(&self, env: &Env) -> Result<bool> {
-        Ok(env.standby.is_running().await.unwrap_or(false)
-            && pgrepl::is_streaming_from(env.standby.as_ref(), &env.upstream_vps()?)
-                .await
-                .unwrap_or(false))
+        super::streams_from(env.standby.as_ref(), env.upstream_vps()).await
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
         let b = &env.cfg.backup;
@@ -153,18 +148,12 @@ async fn standby_listens_here(env: &Env, out: &Out) -> Result<()> {
     )
     .await
     .map_err(f("setting listen_addresses on the standby"))?;
-    env.standby
-        .stop(StopMode::Fast)
-        .await
-        .map_err(f("restarting the standby"))?;
-    env.standby
-        .start()
-        .await
-        .map_err(f("restarting the standby"))?;
-    out.line(&format!(
-        "    the standby listens on {want} (was {now}, the VPS's)"
-    ));
-    Ok(())
+    super::restart(
+        env.standby.as_ref(),
+        &format!("to listen on {want} (it had the VPS's {now})"),
+        out,
+    )
+    .await
 }
 
 /// The instance folder: data_dir, sources, the link to the Odoo tree.

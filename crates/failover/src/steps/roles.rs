@@ -81,10 +81,7 @@ impl Step for RejoinVps {
         "the old data directory is moved aside, never deleted; see the VPS's cluster log"
     }
     async fn is_done(&self, env: &Env) -> Result<bool> {
-        Ok(env.vps_cluster.is_running().await.unwrap_or(false)
-            && pgrepl::is_streaming_from(env.vps_cluster.as_ref(), &env.upstream_backup()?)
-                .await
-                .unwrap_or(false))
+        super::streams_from(env.vps_cluster.as_ref(), env.upstream_backup()).await
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
         let o = pgrepl::rejoin(
@@ -198,10 +195,7 @@ impl Step for RejoinBackup {
         "the old data directory is moved aside, never deleted"
     }
     async fn is_done(&self, env: &Env) -> Result<bool> {
-        Ok(env.standby.is_running().await.unwrap_or(false)
-            && pgrepl::is_streaming_from(env.standby.as_ref(), &env.upstream_vps()?)
-                .await
-                .unwrap_or(false))
+        super::streams_from(env.standby.as_ref(), env.upstream_vps()).await
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
         let o = pgrepl::rejoin(
