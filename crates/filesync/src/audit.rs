@@ -58,6 +58,17 @@ pub async fn audit(
         .await
         .map_err(|e| SyncError::Db { db: db.to_owned(), source: Box::new(e) })?;
     let root = filestore.join(db);
+    let db = db.to_owned();
+    // Every referenced file is stat-ed (and read, with verify): disk work, off the runtime.
+    tokio::task::spawn_blocking(move || check_files(&db, &root, rows, verify))
+        .await
+        .map_err(|e| SyncError::Invalid {
+            what: "audit".into(),
+            reason: format!("it stopped: {e}"),
+        })?
+}
+
+fn check_files(db: &str, root: &Path, rows: Vec<pgrepl::Row>, verify: bool) -> Result<AuditReport> {
     let mut report = AuditReport {
         db: db.to_owned(),
         ..Default::default()

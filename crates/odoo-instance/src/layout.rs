@@ -11,18 +11,9 @@ use crate::error::{InstanceError, Result};
 /// Checks an instance name: `^[a-z][a-z0-9_]{0,62}$` (it becomes a cluster, a folder, a slot,
 /// a unit and a log tag).
 pub fn validate_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some('a'..='z'))
-        && name.len() <= 63
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(InstanceError::invalid(
-            "instance name",
-            format!("{name:?}: use lower-case letters, digits and '_', starting with a letter (e.g. vps_clientes_1)"),
-        ))
-    }
+    host::Name::new("instance name", name)
+        .map(drop)
+        .map_err(|e| InstanceError::invalid("instance name", e.reason()))
 }
 
 /// Where one instance's files live on the backup server.

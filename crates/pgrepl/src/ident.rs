@@ -1,44 +1,12 @@
 //! Names that reach SQL, validated once, and the quoting every SQL text we build goes through.
 
-use std::fmt;
+use crate::error::PgreplError;
 
-use crate::error::{PgreplError, Result};
+pub use host::Name;
 
-/// A name we create in PostgreSQL or on disk (role, slot, instance): `^[a-z][a-z0-9_]{0,62}$`.
-/// Replication slot names allow only lower-case letters, digits and `_`, so one rule fits all.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct Name(String);
-
-impl Name {
-    /// Validates `s`; `what` names the input in the error ("slot name", "role"...).
-    pub fn new(what: &str, s: &str) -> Result<Self> {
-        let mut chars = s.chars();
-        let ok = matches!(chars.next(), Some('a'..='z'))
-            && s.len() <= 63
-            && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(PgreplError::invalid(
-                what,
-                format!(
-                    "{s:?} must start with a lower-case letter and hold only lower-case letters, \
-                     digits and '_' (at most 63), e.g. \"vps_clientes_1\""
-                ),
-            ))
-        }
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `pad` honours width and alignment (pg_hba columns line up).
-        f.pad(&self.0)
+impl From<host::InvalidName> for PgreplError {
+    fn from(e: host::InvalidName) -> Self {
+        PgreplError::invalid(e.what.clone(), e.reason())
     }
 }
 

@@ -113,7 +113,7 @@ impl Ctx<'_> {
 }
 
 fn valid_name(s: &str) -> bool {
-    odoo_instance::validate_name(s).is_ok()
+    host::Name::new("instance name", s).is_ok()
 }
 
 fn valid_user(s: &str) -> bool {

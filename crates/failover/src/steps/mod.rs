@@ -159,8 +159,10 @@ pub trait Step: Send + Sync {
     async fn apply(&self, env: &Env, opts: &RunOptions, out: &Out) -> Result<()>;
 }
 
-/// Maps a pgrepl error to ours, saying what was being done.
-pub(crate) fn f(what: impl Into<String>) -> impl FnOnce(pgrepl::PgreplError) -> FailoverError {
+/// Maps a lower layer's error (pgrepl, a name) to ours, saying what was being done.
+pub(crate) fn f<E: Into<crate::error::Cause>>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> FailoverError {
     let what = what.into();
     move |e| FailoverError::failed(what, e)
 }
