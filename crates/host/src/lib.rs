@@ -34,6 +34,7 @@
 //! With the `test-utils` feature, `MockHost` (mockall) stands in for a host in orchestration
 //! tests.
 
+pub mod account;
 mod error;
 mod file;
 mod files_as;

@@ -14,6 +14,14 @@ use crate::{BoxRead, BoxWrite, CommandSpec, Host, HostError, Output};
 /// A command with a `run_as` user other than ours runs through `runuser -u USER --` when we
 /// are root and `sudo -n -u USER --` otherwise (never prompting for a password). Each command
 /// runs in its own process group, which is killed whole when its timeout runs out.
+///
+/// Children die with us, however we end (a `SIGKILL` included): beside each command, in its
+/// process group, waits a guard (`sh -c 'read _; kill -KILL 0'`) whose standard input is a
+/// pipe only we hold. When we end, the kernel closes the pipe, the guard's `read` returns and
+/// it kills the whole group: the command and what it started (pg_basebackup's WAL streamer,
+/// rsync's ssh). When the command ends first, the guard is killed by its pid. Decision: a
+/// guard rather than `PR_SET_PDEATHSIG`, which fires when the spawning *thread* ends (tokio's
+/// blocking threads come and go) and reaches only the direct child.
 #[derive(Clone, Debug, Default)]
 pub struct LocalHost {
     file_user: Option<String>,
@@ -75,13 +83,20 @@ impl LocalHost {
         Ok(cmd)
     }
 
-    fn spawn(&self, spec: &CommandSpec, mut cmd: Command, stdin: bool) -> Result<Child, HostError> {
+    fn spawn(
+        &self,
+        spec: &CommandSpec,
+        mut cmd: Command,
+        stdin: bool,
+    ) -> Result<(Child, Guard), HostError> {
         cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
-        cmd.spawn().map_err(|source| HostError::Spawn {
+        let child = cmd.spawn().map_err(|source| HostError::Spawn {
             host: self.name(),
             program: spec.program.clone(),
             source,
-        })
+        })?;
+        let guard = Guard::beside(child.id());
+        Ok((child, guard))
     }
 
     /// Kills the command and everything it started (its own process group).
@@ -110,6 +125,28 @@ impl LocalHost {
             during,
             source,
         }
+    }
+}
+
+/// The guard of one command's process group (see [`LocalHost`]): killed when dropped.
+struct Guard(#[allow(dead_code)] Option<Child>);
+
+impl Guard {
+    /// A guard in the process group of `pid` (the command leads its own group). `None`
+    /// inside when it cannot be made (the command already ended and took its group along).
+    fn beside(pid: Option<u32>) -> Self {
+        let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()) else {
+            return Self(None);
+        };
+        let guard = Command::new("sh")
+            .args(["-c", "read _; kill -KILL 0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .process_group(pgid)
+            .spawn();
+        Self(guard.ok())
     }
 }
 
@@ -148,7 +185,7 @@ impl Host for LocalHost {
 
     async fn run_unchecked(&self, spec: &CommandSpec) -> Result<Output, HostError> {
         let cmd = self.command(spec)?;
-        let mut child = self.spawn(spec, cmd, spec.stdin.is_some())?;
+        let (mut child, _guard) = self.spawn(spec, cmd, spec.stdin.is_some())?;
         let pid = child.id();
         let input = spec.stdin.clone();
         let mut stdin = child.stdin.take();
@@ -182,7 +219,7 @@ impl Host for LocalHost {
         }
         let cmd = self.command(spec)?;
         let has_input = stdin.is_some() || spec.has_stdin();
-        let mut child = self.spawn(spec, cmd, has_input)?;
+        let (mut child, _guard) = self.spawn(spec, cmd, has_input)?;
         let pid = child.id();
         let (mut pipe_in, mut pipe_out, mut pipe_err) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
@@ -246,23 +283,5 @@ pub(crate) fn is_root() -> bool {
 
 /// The name of the effective user, from the password database.
 pub(crate) fn current_user_name() -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into `pwd` and `buf`, both live and sized as declared; on
-    // success `result` points to `pwd`, whose `pw_name` points into `buf`.
-    unsafe {
-        let rc = libc::getpwuid_r(
-            libc::geteuid(),
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        );
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        let name = std::ffi::CStr::from_ptr((*result).pw_name);
-        Some(name.to_string_lossy().into_owned())
-    }
+    crate::account::lookup(None).map(|a| a.name)
 }

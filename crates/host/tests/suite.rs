@@ -332,3 +332,63 @@ async fn local_timeout_kills_grandchildren() {
     timeout_kills_grandchildren(crate::testutil::local()).await
 }
 host_suite!(ssh);
+
+/// When the process that runs a command is killed (SIGKILL: no destructor, no handler), the
+/// command and everything it started die with it. The test runs itself again as that
+/// process (`HOST_TEST_CHILD_PIDS` set), which starts `sh` with a background `sleep` and
+/// writes their pids; then it kills that copy of itself and watches both pids go.
+#[test]
+fn children_die_with_a_killed_runner() {
+    if let Ok(file) = std::env::var("HOST_TEST_CHILD_PIDS") {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let spec = host::CommandSpec::new("sh").args([
+                "-c",
+                &format!("sleep 600 & echo $$ $! > {file}.tmp; mv {file}.tmp {file}; wait"),
+            ]);
+            let _ = host::Host::run(&host::LocalHost::new(), &spec).await;
+        });
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pids");
+    let mut runner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "suite::children_die_with_a_killed_runner",
+            "--nocapture",
+        ])
+        .env("HOST_TEST_CHILD_PIDS", &file)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !file.exists() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the runner never started its command"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pids: Vec<i32> = std::fs::read_to_string(&file)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(
+            start.elapsed().as_secs() < 5,
+            "still running 5 s after their runner was killed: {:?}",
+            pids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

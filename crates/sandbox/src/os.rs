@@ -1,7 +1,6 @@
 //! Small OS helpers: which user runs the servers, running programs as that user, free ports,
 //! files with the right mode from their first byte.
 
-use std::ffi::CString;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::OpenOptionsExt;
@@ -30,41 +29,7 @@ pub(crate) fn is_root() -> bool {
 }
 
 fn lookup_user(name: Option<&str>) -> Option<(String, u32, u32)> {
-    let mut buf = vec![0u8; 16384];
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let cname = match name {
-        Some(n) => Some(CString::new(n).ok()?),
-        None => None,
-    };
-    // SAFETY: getpw*_r write into `pwd` and `buf`, both live and sized as declared; on
-    // success `result` points to `pwd`, whose strings point into `buf`.
-    unsafe {
-        let rc = match &cname {
-            Some(c) => libc::getpwnam_r(
-                c.as_ptr(),
-                pwd.as_mut_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            ),
-            None => libc::getpwuid_r(
-                libc::geteuid(),
-                pwd.as_mut_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            ),
-        };
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        let p = &*result;
-        let n = std::ffi::CStr::from_ptr(p.pw_name)
-            .to_string_lossy()
-            .into_owned();
-        Some((n, p.pw_uid, p.pw_gid))
-    }
+    host::account::lookup(name).map(|a| (a.name, a.uid, a.gid))
 }
 
 /// The user we are.
