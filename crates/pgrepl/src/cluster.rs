@@ -59,6 +59,11 @@ pub trait Cluster: Send + Sync {
     async fn is_running(&self) -> Result<bool>;
     /// Its server log (where a failed start says why).
     fn log(&self) -> PathBuf;
+    /// The file that says whether it starts at boot (postgresql-common's `start.conf`);
+    /// `None` when nothing starts it by itself.
+    fn start_conf(&self) -> Option<PathBuf> {
+        None
+    }
 
     /// Starts it and waits until it accepts connections (or is a standby that does);
     /// nothing when it runs.
@@ -332,7 +337,12 @@ impl DebianCluster {
     async fn line(&self) -> Result<Option<ClusterLine>> {
         let out = self
             .host
-            .run(&CommandSpec::new("pg_lsclusters").arg("-h").asks())
+            .run(
+                &CommandSpec::new("pg_lsclusters")
+                    .arg("-h")
+                    .asks()
+                    .timeout(Duration::from_secs(30)),
+            )
             .await
             .map_err(host_err("listing clusters with pg_lsclusters".into()))?;
         Ok(parse_lsclusters(&out.stdout_text())
@@ -418,6 +428,13 @@ impl Cluster for DebianCluster {
             "/var/log/postgresql/postgresql-{}-{}.log",
             self.version, self.name
         ))
+    }
+
+    fn start_conf(&self) -> Option<PathBuf> {
+        Some(PathBuf::from(format!(
+            "/etc/postgresql/{}/{}/start.conf",
+            self.version, self.name
+        )))
     }
 
     fn start_spec(&self) -> CommandSpec {

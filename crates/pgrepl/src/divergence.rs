@@ -149,10 +149,8 @@ pub fn diverge(
     ))
 }
 
-/// Gathers what `diverge` needs: the old cluster's control data, and from the new primary
-/// (a superuser connection) its timeline, position and history file.
-pub async fn check(old: &dyn Cluster, new_primary: &dyn Sql) -> Result<(ControlData, Divergence)> {
-    let cd = controldata(old).await?;
+/// The new primary's timeline and its history (a superuser connection).
+pub async fn history(new_primary: &dyn Sql) -> Result<(u32, Vec<TimelineFork>)> {
     let tl: u32 = query_value(
         new_primary,
         "SELECT timeline_id FROM pg_control_checkpoint()",
@@ -160,6 +158,27 @@ pub async fn check(old: &dyn Cluster, new_primary: &dyn Sql) -> Result<(ControlD
     .await?
     .and_then(|t| t.parse().ok())
     .unwrap_or(1);
+    if tl <= 1 {
+        return Ok((tl, Vec::new()));
+    }
+    let text = query_value(
+        new_primary,
+        &format!("SELECT pg_read_file('pg_wal/{tl:08X}.history')"),
+    )
+    .await?
+    .unwrap_or_default();
+    let h = parse_history(&text).map_err(|detail| PgreplError::Parse {
+        tool: "timeline history".into(),
+        detail,
+    })?;
+    Ok((tl, h))
+}
+
+/// Gathers what `diverge` needs: the old cluster's control data, and from the new primary
+/// (a superuser connection) its timeline, position and history file.
+pub async fn check(old: &dyn Cluster, new_primary: &dyn Sql) -> Result<(ControlData, Divergence)> {
+    let cd = controldata(old).await?;
+    let (tl, history) = history(new_primary).await?;
     let lsn: Lsn = query_value(
         new_primary,
         "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END",
@@ -167,20 +186,6 @@ pub async fn check(old: &dyn Cluster, new_primary: &dyn Sql) -> Result<(ControlD
     .await?
     .and_then(|l| l.parse().ok())
     .unwrap_or_default();
-    let history = if tl > 1 {
-        let text = query_value(
-            new_primary,
-            &format!("SELECT pg_read_file('pg_wal/{tl:08X}.history')"),
-        )
-        .await?
-        .unwrap_or_default();
-        parse_history(&text).map_err(|detail| PgreplError::Parse {
-            tool: "timeline history".into(),
-            detail,
-        })?
-    } else {
-        Vec::new()
-    };
     let verdict = diverge(&cd, tl, lsn, &history);
     Ok((cd, verdict))
 }

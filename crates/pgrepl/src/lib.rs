@@ -10,8 +10,10 @@
 //! - [`status()`]: typed, serializable replication status of a primary or a standby.
 //! - [`promote()`]: pg_promote, proof of writability, CHECKPOINT.
 //! - [`divergence`]: can an old primary follow, does it need pg_rewind, or a new clone — and why.
+//! - [`walafter`]: what an old primary wrote after the fork (pg_waldump, per relation).
 //! - [`rejoin()`]: the old primary back as a standby (recovery, pg_rewind, slot, streaming).
 //! - [`slot`]: create, drop, and flag slots that threaten the disk.
+//! - [`fence`]: an old primary held down (stopped, `standby.signal`, not started at boot).
 //!
 //! SQL goes through the [`Sql`] trait: [`PgClient`] (tokio-postgres over TCP, password
 //! from a passfile) or [`Psql`] (`psql` run through a `host::Host` as an OS user).
@@ -35,6 +37,7 @@ mod cluster;
 mod conninfo;
 pub mod divergence;
 mod error;
+pub mod fence;
 pub mod hba;
 mod ident;
 mod lsn;
@@ -46,6 +49,7 @@ mod scram;
 pub mod slot;
 mod sql;
 mod status;
+pub mod walafter;
 
 pub use clone::{
     basebackup_spec, clone_standby, is_streaming_from, parse_progress, wait_streaming,

@@ -88,6 +88,8 @@ pub struct PrepareReport {
     pub changes: Vec<String>,
     /// Settings that only take effect after a restart of the server.
     pub restart_needed: Vec<String>,
+    /// Settings left as the operator set them, in words (a larger size than ours).
+    pub kept: Vec<String>,
 }
 
 /// The functions pg_rewind calls on its source (runbook section 1.3).
@@ -101,8 +103,10 @@ pub const REWIND_FUNCTIONS: [&str; 4] = [
 enum Kind {
     Bool,
     Text,
-    /// A size; compared in the setting's own unit.
-    Size,
+    /// A size at least this big (compared in the setting's own unit): a larger one, the
+    /// operator's, is kept and reported; `-1` (unlimited, PostgreSQL's default for
+    /// `max_slot_wal_keep_size`) is replaced: it lets a dead standby fill the disk.
+    SizeAtLeast,
     /// An integer that must be at least this.
     AtLeast(i64),
 }
@@ -139,13 +143,43 @@ fn size_in(value: &str, unit: &str) -> Option<i64> {
     Some(num * kb(suffix)? / (kb(unit_name)? * unit_num))
 }
 
-/// Makes sure of one setting; returns a change description when it had to act.
-async fn ensure_setting(
-    db: &dyn Sql,
-    name: &str,
-    want: &str,
-    kind: Kind,
-) -> Result<Option<String>> {
+/// A size in a setting's unit (`setting` and `unit` as pg_settings has them), in words:
+/// `64MB`, `20GB`, `-1 (unlimited)`.
+fn shown_size(value: &str, unit: &str) -> String {
+    // kB in one unit: `MB` is 1024, `8kB` is 8.
+    let unit_kb = size_in(
+        &format!("1{}", unit.trim_start_matches(char::is_numeric)),
+        "kB",
+    )
+    .zip(
+        unit.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .map(|n| n.parse::<i64>().unwrap_or(1)),
+    )
+    .map(|(k, n)| k * n);
+    match (size_in(value, unit), unit_kb) {
+        (Some(-1), _) => "-1 (unlimited)".into(),
+        (Some(n), Some(u)) => match n * u {
+            k if k > 0 && k % (1024 * 1024) == 0 => format!("{}GB", k / (1024 * 1024)),
+            k if k > 0 && k % 1024 == 0 => format!("{}MB", k / 1024),
+            k => format!("{k}kB"),
+        },
+        _ => format!("{value}{unit}"),
+    }
+}
+
+/// What [`ensure_setting`] found.
+enum Setting {
+    /// As wanted, or pending a restart.
+    InPlace,
+    /// The operator's larger value, left alone (in words).
+    Kept(String),
+    /// Changed (in words).
+    Changed(String),
+}
+
+/// Makes sure of one setting.
+async fn ensure_setting(db: &dyn Sql, name: &str, want: &str, kind: Kind) -> Result<Setting> {
     let row = db
         .query(&format!(
             "SELECT setting, coalesce(unit, '') FROM pg_settings WHERE name = {}",
@@ -166,11 +200,20 @@ async fn ensure_setting(
     let same = |value: &str| match kind {
         Kind::Bool => value == want,
         Kind::Text => value == want || (name == "wal_level" && value == "logical"),
-        Kind::Size => size_in(value, &unit) == size_in(want, &unit),
+        Kind::SizeAtLeast => match (size_in(value, &unit), size_in(want, &unit)) {
+            (Some(v), Some(w)) => v >= w,
+            _ => false,
+        },
         Kind::AtLeast(min) => value.parse::<i64>().is_ok_and(|v| v >= min),
     };
     if same(&current) {
-        return Ok(None);
+        if matches!(kind, Kind::SizeAtLeast) && size_in(&current, &unit) != size_in(want, &unit) {
+            return Ok(Setting::Kept(format!(
+                "kept {name} = {} (yours; larger than the {want} this tool sets)",
+                shown_size(&current, &unit)
+            )));
+        }
+        return Ok(Setting::InPlace);
     }
     // Already asked for (ALTER SYSTEM done, restart pending)?
     let pending = query_value(
@@ -182,14 +225,19 @@ async fn ensure_setting(
     )
     .await?;
     if pending.as_deref().is_some_and(same) {
-        return Ok(None);
+        return Ok(Setting::InPlace);
     }
     execute(
         db,
         &format!("ALTER SYSTEM SET {name} = {}", quote_literal(want)),
     )
     .await?;
-    Ok(Some(format!("set {name} = {want} (was {current})")))
+    let was = if unit.is_empty() {
+        current
+    } else {
+        shown_size(&current, &unit)
+    };
+    Ok(Setting::Changed(format!("set {name} = {want} (was {was})")))
 }
 
 /// Creates or updates a login role; the password goes as a SCRAM verifier, and is only set
@@ -331,11 +379,15 @@ pub async fn prepare_primary(
         ("full_page_writes", "on".into(), Kind::Bool),
         ("max_wal_senders", "10".into(), Kind::AtLeast(3)),
         ("max_replication_slots", "10".into(), Kind::AtLeast(3)),
-        ("wal_keep_size", opts.wal_keep_size.clone(), Kind::Size),
+        (
+            "wal_keep_size",
+            opts.wal_keep_size.clone(),
+            Kind::SizeAtLeast,
+        ),
         (
             "max_slot_wal_keep_size",
             opts.max_slot_wal_keep_size.clone(),
-            Kind::Size,
+            Kind::SizeAtLeast,
         ),
     ];
     if let Some(listen) = &opts.listen_addresses {
@@ -343,9 +395,13 @@ pub async fn prepare_primary(
     }
     let mut changed_settings = false;
     for (name, want, kind) in settings {
-        if let Some(c) = ensure_setting(db, name, &want, kind).await? {
-            report.changes.push(c);
-            changed_settings = true;
+        match ensure_setting(db, name, &want, kind).await? {
+            Setting::InPlace => {}
+            Setting::Kept(k) => report.kept.push(k),
+            Setting::Changed(c) => {
+                report.changes.push(c);
+                changed_settings = true;
+            }
         }
     }
     if changed_settings {
@@ -389,6 +445,15 @@ pub async fn prepare_primary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_shown_with_their_unit() {
+        assert_eq!(shown_size("65536", "MB"), "64GB");
+        assert_eq!(shown_size("64", "MB"), "64MB");
+        assert_eq!(shown_size("-1", "MB"), "-1 (unlimited)");
+        assert_eq!(shown_size("2048", "8kB"), "16MB");
+        assert_eq!(shown_size("100", "kB"), "100kB");
+    }
 
     #[test]
     fn sizes_compare_in_the_settings_unit() {

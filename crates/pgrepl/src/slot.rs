@@ -52,6 +52,28 @@ pub async fn drop_slot(db: &dyn Sql, name: &Name) -> Result<bool> {
     Ok(true)
 }
 
+/// Ends the WAL sender that holds slot `name` for a client at `client_addr`, when there is
+/// one, and returns its pid. For a caller whose own earlier run died (a killed process, a
+/// machine that went down): its connection may stay open on the primary until TCP or
+/// `wal_sender_timeout` notices, and the slot stays "active for PID" meanwhile. Only a sender
+/// for that slot and from that address is ended; anything else is left alone.
+pub async fn end_stale_sender(db: &dyn Sql, name: &Name, client_addr: &str) -> Result<Option<i32>> {
+    let pid = crate::sql::query_value(
+        db,
+        &format!(
+            "SELECT s.active_pid::text FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
+             WHERE s.slot_name = {} AND host(r.client_addr) = {}",
+            quote_literal(name.as_str()),
+            quote_literal(client_addr)
+        ),
+    )
+    .await?
+    .and_then(|p| p.parse::<i32>().ok());
+    let Some(pid) = pid else { return Ok(None) };
+    execute(db, &format!("SELECT pg_terminate_backend({pid}, 10000)")).await?;
+    Ok(Some(pid))
+}
+
 /// Why a slot needs attention.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SlotProblem {

@@ -202,6 +202,7 @@ pub struct Psql {
     port: u16,
     user: Option<String>,
     dbname: String,
+    limit: Duration,
 }
 
 /// Marks NULL in psql's CSV output (which prints NULL and '' alike otherwise).
@@ -224,7 +225,16 @@ impl Psql {
             port,
             user: None,
             dbname: dbname.into(),
+            limit: Duration::from_secs(300),
         }
+    }
+
+    /// Gives each statement (connection included) at most `limit`, enforced where psql runs
+    /// (the host ends the command and frees its connection), instead of 300 s: for a probe
+    /// of a server that may be frozen.
+    pub fn with_timeout(mut self, limit: Duration) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Uses `bindir/psql` instead of the one in `PATH`.
@@ -271,8 +281,12 @@ impl Sql for Psql {
             ])
             .args(["-P", &format!("null={NULL_MARK}"), "-h", &self.pg_host])
             .args(["-p", &self.port.to_string(), "-d", &self.dbname, "-f", "-"])
+            .env(
+                "PGCONNECT_TIMEOUT",
+                self.limit.as_secs().clamp(2, 300).to_string(),
+            )
             .run_as(self.os_user.clone())
-            .timeout(Duration::from_secs(300))
+            .timeout(self.limit)
             .carries_sql()
             // The statement goes on stdin, never in argv where `ps` shows it.
             .secret_stdin(sql.as_bytes().to_vec());
