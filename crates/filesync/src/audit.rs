@@ -32,7 +32,7 @@ impl AuditReport {
     }
 }
 
-fn sha1_file(path: &Path) -> std::io::Result<[u8; 20]> {
+pub(crate) fn sha1_file(path: &Path) -> std::io::Result<[u8; 20]> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha1::new();
     let mut buf = vec![0u8; 256 * 1024];

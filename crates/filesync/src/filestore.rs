@@ -122,6 +122,8 @@ pub struct PassReport {
     pub fetch_ms: u64,
     /// Milliseconds spent saving the index.
     pub persist_ms: u64,
+    /// What the verification of this pass found here (and fetched again in the same pass).
+    pub verified: crate::verify::Found,
 }
 
 /// The names the standby's database `db` references, and how many rows were skipped.

@@ -152,6 +152,11 @@ impl Index {
         Ok(true)
     }
 
+    /// Every name known present (in no particular order).
+    pub fn names(&self) -> impl Iterator<Item = &StoreName> {
+        self.names.iter()
+    }
+
     /// Whether `n` is known present.
     pub fn contains(&self, n: &StoreName) -> bool {
         self.names.contains(n)
@@ -240,7 +245,8 @@ impl Index {
 }
 
 /// Replaces `file` atomically with `bytes`: written to `tmp` (same folder), fsynced, renamed
-/// over it; the folder is made if missing. For the crate's state files.
+/// over it, owned as its folder is (a state file written by root stays the sync service's
+/// to append to); the folder is made if missing. For the crate's state files.
 pub(crate) fn replace_file(file: &Path, tmp: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent)
@@ -250,7 +256,12 @@ pub(crate) fn replace_file(file: &Path, tmp: &Path, bytes: &[u8]) -> Result<()> 
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| SyncError::local("cannot write", tmp, e))?;
-    std::fs::rename(tmp, file).map_err(|e| SyncError::local("cannot replace", file, e))
+    std::fs::rename(tmp, file).map_err(|e| SyncError::local("cannot replace", file, e))?;
+    crate::filestore::give(
+        file,
+        file.parent().and_then(crate::filestore::owner_of_nearest),
+    );
+    Ok(())
 }
 
 /// The filestore names under `db_root` (a missing folder has none); with `remove_tmp`,

@@ -10,6 +10,9 @@
 //!   with the runbook's semantics, and the first full copy of a data_dir.
 //! - [`prune`]: only when asked, removes files the standby has not referenced for a day.
 //! - [`audit`]: referenced files that are missing, truncated, or (with verify) corrupt.
+//! - [`verify`]: the same checks while the sync runs (sizes on a schedule, SHA-1 within a
+//!   budget); what it finds is moved aside and fetched again.
+//! - [`copyback`]: at failback, the names the VPS lacks go back, each checked first.
 //! - [`sshsetup`]: key, authorized_keys, `~/.ssh/config` block, known_hosts after the
 //!   operator confirms the fingerprint.
 //! - [`schedule`]: systemd units and timers, or cron lines for those who want the runbook's way.
@@ -27,6 +30,7 @@
 //! ```
 
 pub mod audit;
+pub mod copyback;
 mod error;
 mod filestore;
 mod index;
@@ -36,6 +40,7 @@ pub mod rsync;
 pub mod schedule;
 mod session;
 pub mod sshsetup;
+pub mod verify;
 pub mod watch;
 
 pub use error::{Result, SyncError};

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::error::{Result, SyncError};
-use crate::{sync_db_tracked, Index, PassReport, SyncOptions, Tracker, Vps};
+use crate::verify::{Verifier, VerifyOptions};
+use crate::{sync_db_tracked, Index, PassReport, StoreName, SyncOptions, Tracker, Vps};
 
 /// How a watch reaches the standby cluster's databases.
 #[async_trait]
@@ -92,6 +93,7 @@ struct DbState {
     sql: Arc<dyn pgrepl::Sql>,
     index: Index,
     tracker: Tracker,
+    verifier: Option<Verifier>,
 }
 
 /// What a watch keeps between passes.
@@ -107,6 +109,11 @@ pub struct Watch {
     pub rescan: bool,
     /// How often the database list is read again (new databases are picked up then).
     pub list_every: Duration,
+    /// Check what the index claims before each pass ([`crate::verify`]); `None`: never.
+    pub verify: Option<VerifyOptions>,
+    /// Names (`<db>/<name>`) to hash on the next pass whatever the budget (a copy-back found
+    /// them damaged); taken by the pass that checks them.
+    pub check_first: Vec<String>,
     dbs: BTreeMap<String, DbState>,
     listed: Option<(Instant, Vec<String>)>,
 }
@@ -123,6 +130,8 @@ impl Watch {
             opts: SyncOptions::default(),
             rescan: false,
             list_every: Duration::from_secs(600),
+            verify: None,
+            check_first: Vec::new(),
             dbs: BTreeMap::new(),
             listed: None,
         }
@@ -179,12 +188,48 @@ impl Watch {
                         sql,
                         index,
                         tracker: Tracker::default(),
+                        verifier: self.verify.clone().map(Verifier::new),
                     },
                 );
             }
             let Some(st) = self.dbs.get_mut(&db) else {
                 continue;
             };
+            let mut verified = Default::default();
+            if let Some(v) = st.verifier.as_mut() {
+                let prefix = format!("{db}/");
+                let first: Vec<StoreName> = self
+                    .check_first
+                    .iter()
+                    .filter_map(|n| n.strip_prefix(&prefix))
+                    .filter_map(StoreName::parse)
+                    .collect();
+                let found = v
+                    .check(
+                        st.sql.as_ref(),
+                        &db,
+                        &self.local_filestore,
+                        &mut st.index,
+                        &first,
+                    )
+                    .await;
+                let found: crate::verify::Found = match found {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if matches!(e, SyncError::Db { .. }) {
+                            self.dbs.remove(&db);
+                        }
+                        return Err(e);
+                    }
+                };
+                self.check_first.retain(|n| !n.starts_with(&prefix));
+                if found.any() {
+                    // Read every name again: the dropped ones are fetched in this pass.
+                    st.tracker = Tracker::default();
+                    st.index.persist()?;
+                }
+                verified = found;
+            }
             let r = sync_db_tracked(
                 st.sql.as_ref(),
                 &db,
@@ -196,7 +241,10 @@ impl Watch {
             )
             .await;
             match r {
-                Ok(r) => reports.push(r),
+                Ok(mut r) => {
+                    r.verified = verified;
+                    reports.push(r)
+                }
                 Err(e) => {
                     if matches!(e, SyncError::Db { .. }) {
                         self.dbs.remove(&db);
