@@ -19,10 +19,15 @@ use lab::{Lab, Machine};
 /// The `odoo-standby` binary of this workspace with its test hooks (kill points, command
 /// recording), built for this test run's profile: cargo does nothing when it is up to date,
 /// and a binary left by another build (without the hooks) is rebuilt, never used.
+/// `ODOO_STANDBY_TEST_BIN=PATH` runs the tests against another build instead (an older main
+/// built with `--features test-hooks`: to show that a test fails there).
 pub fn binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(other) = std::env::var_os("ODOO_STANDBY_TEST_BIN") {
+                return PathBuf::from(other);
+            }
             let exe = std::env::current_exe().unwrap();
             let dir = exe.parent().and_then(Path::parent).unwrap();
             let release = dir.file_name().is_some_and(|n| n == "release");
@@ -170,14 +175,21 @@ impl LabWorld {
 
     /// Runs `odoo-standby ARGS` inside the backup machine, as the operator would (root).
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(&[], args)
+    }
+
+    /// [`LabWorld::cli`] with `VAR=value` settings in its environment (a kill point:
+    /// `ODOO_STANDBY_KILL_AFTER=promote`).
+    pub fn cli_env(&self, vars: &[&str], args: &[&str]) -> Output {
         let rec = self
             .record
             .as_ref()
             .map(|r| format!("ODOO_STANDBY_RECORD={r}"));
-        let mut argv = Vec::new();
+        let mut argv = vec!["env"];
         if let Some(r) = &rec {
-            argv.extend(["env", r.as_str()]);
+            argv.push(r.as_str());
         }
+        argv.extend_from_slice(vars);
         argv.push("/usr/local/bin/odoo-standby");
         argv.extend_from_slice(args);
         let out = self.backup().exec(&argv).unwrap();

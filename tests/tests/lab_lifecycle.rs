@@ -270,23 +270,9 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
             &["--partners", "3", "--orders", "4", "--origin", "backup"],
         )
         .unwrap();
-    let up = w
-        .backup_users()
-        .ok(
-            "upload",
-            &[
-                "--log",
-                "/root/backup.log",
-                "--count",
-                "6",
-                "--rate",
-                "0",
-                "--origin",
-                "backup",
-            ],
-        )
+    w.backup_users()
+        .upload("/root/backup.log", 6, "backup")
         .unwrap();
-    assert_eq!(up["uploaded"], 6);
 
     // The VPS boots again: its enabled cluster comes back by itself, as a primary.
     w.vps().boot().unwrap();
@@ -305,8 +291,18 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
     }
     assert_eq!(w.vps_sql("postgres", "SELECT pg_is_in_recovery()"), ["f"]);
 
-    // Failback: the VPS gets everything written on both sides and serves it.
-    w.ok(&["failback", "vps1"]);
+    // Failback: what the VPS wrote after the split (the end of the uploads it never sent,
+    // what its Odoo did after the boot) is kept and named first; then the VPS gets
+    // everything written here and serves it.
+    let out = w.cli(&["failback", "vps1"]);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--discard-vps-writes") && err.contains("/kept/vps-writes-"),
+            "{err}"
+        );
+        w.ok(&["failback", "vps1", "--discard-vps-writes"]);
+    }
     lab::odoo::wait_serving(w.vps(), 8069, 90).unwrap();
     let login = w.vps_users().ok("web-login", &["admin", "admin"]).unwrap();
     assert_eq!(login["status"], 303, "{login}");

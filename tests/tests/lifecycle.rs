@@ -338,7 +338,7 @@ async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
     assert!(ok.success());
     let new_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let new_key: Vec<&str> = new_key.split_whitespace().take(2).collect();
-    let known = std::fs::read_to_string(&t.w.sshd.known_hosts).unwrap();
+    let known = std::fs::read_to_string(&t.w.known_hosts).unwrap();
     let swapped: String = known
         .lines()
         .map(|l| {
@@ -346,7 +346,7 @@ async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
             format!("{who} {} {}\n", new_key[0], new_key[1])
         })
         .collect();
-    std::fs::write(&t.w.sshd.known_hosts, swapped).unwrap();
+    std::fs::write(&t.w.known_hosts, swapped).unwrap();
     for args in [&["sync", "vps1"][..], &["failover", "vps1", "--yes"][..]] {
         let out = t.cli(args, None);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -356,4 +356,50 @@ async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// Every operation looks at both sides first: a failback that never failed over, a second
+/// failover, a protect of a failed-over instance are refused, touching nothing. A failback
+/// killed half-way and put aside with `abort` says what it leaves; a new failback completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_operation_checks_the_roles_first_and_abort_says_what_it_leaves() {
+    let t = T::new();
+    t.ok(&["protect", "vps1", "--restart-vps"]);
+    t.wait_healthy();
+    let refused = |args: &[&str], words: &str| {
+        let out = t.cli(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{args:?}: {err}");
+    };
+    refused(&["failback", "vps1"], "was never failed over");
+    let (_, s) = t.status();
+    assert!(s["interrupted"].is_null(), "{s}");
+    assert_eq!(s["role"], "standby");
+
+    t.ok(&["failover", "vps1", "--yes", "--force"]);
+    refused(
+        &["failover", "vps1", "--yes", "--force"],
+        "is failed over already",
+    );
+    refused(&["protect", "vps1"], "is failed over");
+
+    t.killed_after(&["failback", "vps1"], "rejoin-vps");
+    let out = t.ok(&["abort", "vps1"]);
+    for words in [
+        "the interrupted failback",
+        "done by that run (its journal): stop-vps-odoo, vps-writes, prepare-backup\n",
+        "not recorded done: rejoin-vps, stop-odoo,",
+        "is a primary (production runs here)",
+        "the VPS's cluster",
+        "is a standby",
+    ] {
+        assert!(out.contains(words), "{words:?} not in: {out}");
+    }
+    let (_, s) = t.status();
+    assert!(s["interrupted"].is_null(), "{s}");
+    assert!(t.ok(&["abort", "vps1"]).contains("nothing to abort"));
+    t.ok(&["failback", "vps1"]);
+    let s = t.wait_healthy();
+    assert_eq!(s["role"], "standby");
 }

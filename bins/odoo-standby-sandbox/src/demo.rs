@@ -123,6 +123,9 @@ impl DemoArgs {
             force: false,
             // The demo's VPS is killed before the failover: it cannot be reached.
             vps_unreachable: true,
+            // The demo's VPS comes back only for the failback; what it wrote is kept.
+            discard_vps_writes: true,
+            reclone: false,
         };
         step(t0, "odoo-standby protect vps1 --restart-vps");
         failover::start(env, Operation::Protect, &opts, &Term).await?;

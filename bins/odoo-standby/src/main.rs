@@ -1,7 +1,7 @@
 //! `odoo-standby`: the operator's command line.
 //!
 //! `init` (a commented example config), `check` (validate it), `vps-sudoers`, `protect`,
-//! `status`, `failover`, `failback`, `resume`, `sync`. Each is a thin layer over the
+//! `status`, `failover`, `failback`, `resume`, `abort`, `sync`. Each is a thin layer over the
 //! `failover` crate. (The one-machine sandbox and its demo are `odoo-standby-sandbox`.)
 
 mod ops;
@@ -49,6 +49,10 @@ enum Command {
         /// Restart the VPS's PostgreSQL when a setting needs it (wal_log_hints, wal_level).
         #[arg(long)]
         restart_vps: bool,
+        /// When the standby's slot on the VPS is lost (the VPS removed WAL it still needed),
+        /// clone it again: its data directory is moved aside, not deleted.
+        #[arg(long)]
+        reclone: bool,
     },
     /// Move production to this server: stop syncs, fence, confirm, promote, smoke-test,
     /// start Odoo, write the nginx site.
@@ -62,6 +66,8 @@ enum Command {
     Failback {
         #[command(flatten)]
         op: ops::OpArgs,
+        #[command(flatten)]
+        discard: ops::DiscardArgs,
     },
     /// Continue an interrupted protect, failover or failback.
     Resume {
@@ -69,6 +75,15 @@ enum Command {
         name: String,
         #[command(flatten)]
         fence: ops::FenceArgs,
+        #[command(flatten)]
+        discard: ops::DiscardArgs,
+    },
+    /// Put an interrupted protect, failover or failback aside, and say what it leaves: the
+    /// steps it did, the roles of both clusters and the services now. Touches nothing on
+    /// either machine; the next operation starts from its first step.
+    Abort {
+        /// The instance.
+        name: String,
     },
     /// Health of every instance (or one). Exit 0 healthy, 1 something unhealthy, 2 error.
     Status {
@@ -102,9 +117,14 @@ fn main() -> ExitCode {
         }
         Command::Check => report(check(&config)),
         Command::VpsSudoers { name } => report(ops::vps_sudoers(&config, &name)),
-        Command::Protect { op, restart_vps } => block_on(async move {
+        Command::Protect {
+            op,
+            restart_vps,
+            reclone,
+        } => block_on(async move {
             let opts = failover::RunOptions {
                 restart_vps,
+                reclone,
                 ..Default::default()
             };
             ops::operation(&config, failover::Operation::Protect, &op, opts).await
@@ -112,18 +132,25 @@ fn main() -> ExitCode {
         Command::Failover { op, fence } => block_on(async move {
             ops::operation(&config, failover::Operation::Failover, &op, fence.options()).await
         }),
-        Command::Failback { op } => block_on(async move {
-            ops::operation(
-                &config,
-                failover::Operation::Failback,
-                &op,
-                Default::default(),
-            )
-            .await
+        Command::Failback { op, discard } => block_on(async move {
+            let opts = failover::RunOptions {
+                discard_vps_writes: discard.discard_vps_writes,
+                ..Default::default()
+            };
+            ops::operation(&config, failover::Operation::Failback, &op, opts).await
         }),
-        Command::Resume { name, fence } => {
-            block_on(async move { ops::resume(&config, &name, fence.options()).await })
-        }
+        Command::Resume {
+            name,
+            fence,
+            discard,
+        } => block_on(async move {
+            let opts = failover::RunOptions {
+                discard_vps_writes: discard.discard_vps_writes,
+                ..fence.options()
+            };
+            ops::resume(&config, &name, opts).await
+        }),
+        Command::Abort { name } => block_on(async move { ops::abort(&config, &name).await }),
         Command::Status { name, json } => {
             block_on(async move { ops::status(&config, name.as_deref(), json).await })
         }

@@ -36,6 +36,15 @@ pub struct FenceArgs {
     pub vps_unreachable: bool,
 }
 
+/// What the operator lets a failback discard (failback, resume).
+#[derive(clap::Args, Debug)]
+pub struct DiscardArgs {
+    /// Go on although the VPS wrote after the split: its writes are kept where the report
+    /// says, and pg_rewind discards them from its live database. --yes does not imply it.
+    #[arg(long)]
+    pub discard_vps_writes: bool,
+}
+
 impl FenceArgs {
     /// As run options.
     pub fn options(&self) -> RunOptions {
@@ -111,11 +120,79 @@ pub async fn resume(
     opts: RunOptions,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let env = env(config, name)?;
-    if failover::resume(&env, &opts, &Term).await? {
-        println!("resumed run of {name} complete");
-    } else {
-        println!("nothing to resume for {name}");
+    match failover::resume(&env, &opts, &Term).await? {
+        Some(op) => {
+            println!("resumed {} of {name} complete", op.as_str());
+            if op == Operation::Failover {
+                print_left_to_do(&env);
+            }
+        }
+        None => println!("nothing to resume for {name}"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `abort NAME`: the interrupted run set aside, and what it leaves.
+pub async fn abort(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>> {
+    let env = env(config, name)?;
+    let Some(a) = failover::abort(&env)? else {
+        println!("{name}: no operation is interrupted; nothing to abort");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let op = &a.current.operation;
+    println!(
+        "{name}: the interrupted {op} (run {}) is set aside ({}); nothing was changed on either machine",
+        a.current.run,
+        env.state.aborted().display()
+    );
+    let list = |v: &[&str]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("  done by that run (its journal): {}", list(&a.done));
+    println!(
+        "  not recorded done: {} (the first may have acted before the run ended; every step checks before it acts)",
+        list(&a.not_done)
+    );
+    println!("  left as it is now:");
+    match failover::Sides::read(&env).await {
+        Ok(s) => {
+            println!("    the cluster here ({}) {}", env.standby.label(), s.here);
+            println!(
+                "    the VPS's cluster ({}) {}",
+                env.vps_cluster.label(),
+                s.vps
+            );
+        }
+        Err(e) => println!("    the clusters: cannot tell ({})", failover::chain(&e)),
+    }
+    let active = |b: Result<bool, failover::FailoverError>| match b {
+        Ok(true) => "runs".to_owned(),
+        Ok(false) => "does not run".to_owned(),
+        Err(e) => format!("cannot tell ({})", failover::chain(&e)),
+    };
+    println!(
+        "    Odoo here: {}",
+        active(env.here.is_active(&env.odoo_service()).await)
+    );
+    println!(
+        "    Odoo on the VPS: {}",
+        active(env.there.is_active(&env.vps_odoo_service()).await)
+    );
+    println!(
+        "    the file syncs here: {}",
+        if env.state.paused().exists() {
+            "paused (a failover holds them)"
+        } else {
+            "not paused"
+        }
+    );
+    println!(
+        "  next: `odoo-standby status {name}`, then the operation that fits the roles above (each step checks what is already in place); a {op} starts again from its first step"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

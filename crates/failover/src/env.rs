@@ -70,9 +70,13 @@ pub struct Env {
     pub trace: Option<crate::hooks::Trace>,
 }
 
-fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
+/// The home of the backup's `os_user`: where its SSH key and known_hosts are when the
+/// config names none (the runbook's key is that user's, 3.1), whoever runs the command
+/// (root for the operations, `os_user` for the sync service).
+fn home(os_user: &str) -> PathBuf {
+    host::account::lookup(Some(os_user))
+        .map(|a| a.home)
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
@@ -109,12 +113,12 @@ impl Env {
             .backup
             .ssh_key
             .clone()
-            .unwrap_or_else(|| home().join(".ssh/id_ed25519"));
+            .unwrap_or_else(|| home(&cfg.backup.os_user).join(".ssh/id_ed25519"));
         let known = cfg
             .backup
             .known_hosts
             .clone()
-            .unwrap_or_else(|| home().join(".ssh/known_hosts"));
+            .unwrap_or_else(|| home(&cfg.backup.os_user).join(".ssh/known_hosts"));
         SshConfig::from_target(&inst.ssh, SshAuth::KeyFile(key), known).map_err(|e| {
             FailoverError::Refused(format!(
                 "instance {name}: ssh: {e} (a ~/.ssh/config alias is not supported here yet: write user@host:port)"
@@ -147,7 +151,7 @@ impl Env {
             port: ssh_cfg.port,
             identity: match &ssh_cfg.auth {
                 SshAuth::KeyFile(k) => k.clone(),
-                SshAuth::Agent => home().join(".ssh/id_ed25519"),
+                SshAuth::Agent => home(&cfg.backup.os_user).join(".ssh/id_ed25519"),
             },
             known_hosts: ssh_cfg.known_hosts.clone(),
         };

@@ -35,6 +35,9 @@ pub enum FailoverError {
         title: String,
         /// What to do about it.
         hint: String,
+        /// Whether the run is left interrupted (something acted before): then `resume`
+        /// continues it; else nothing changed and the same command can simply run again.
+        resumable: bool,
         /// What went wrong.
         #[source]
         source: Box<FailoverError>,
@@ -85,8 +88,16 @@ impl FailoverError {
     /// What the operator can do next, when we know (a failed step: its hint, then resume).
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Step { hint, instance, .. } => Some(format!(
+            Self::Step {
+                hint,
+                instance,
+                resumable: true,
+                ..
+            } => Some(format!(
                 "hint: {hint}\nthen: odoo-standby resume {instance}"
+            )),
+            Self::Step { hint, .. } => Some(format!(
+                "hint: {hint}\nthen: nothing was changed by this run; run the same command again"
             )),
             _ => None,
         }

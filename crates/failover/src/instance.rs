@@ -99,14 +99,14 @@ impl Env {
         Service {
             unit: self.sync_unit().name,
             argv: self.sync_argv(),
-            user: "root".into(),
+            user: self.cfg.backup.os_user.clone(),
             unit_file: Some(self.sync_unit_path()),
         }
     }
 
     /// The sync service's unit (filesync renders it: it owns the sync).
     pub fn sync_unit(&self) -> filesync::schedule::UnitFile {
-        filesync::schedule::sync_service(self.name(), &self.sync_argv())
+        filesync::schedule::sync_service(self.name(), &self.sync_argv(), &self.cfg.backup.os_user)
     }
 
     /// Where the sync unit is written (the instance folder; linked into systemd).

@@ -35,6 +35,9 @@ pub struct Current {
     /// fence is checked again, so a VPS that came back is never ignored.
     #[serde(default)]
     pub vps_unreachable: bool,
+    /// `--discard-vps-writes` was given (failback): a resume keeps it.
+    #[serde(default)]
+    pub discard_vps_writes: bool,
     /// When it started (seconds since the epoch).
     pub started: u64,
 }
@@ -234,6 +237,7 @@ mod tests {
             force: false,
             restart_vps: false,
             vps_unreachable: false,
+            discard_vps_writes: false,
             started: 1,
         };
         j.begin(&c).unwrap();

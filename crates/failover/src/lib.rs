@@ -31,6 +31,7 @@ mod journal;
 mod plan;
 mod runner;
 mod services;
+mod sides;
 mod state;
 mod status;
 pub mod steps;
@@ -43,14 +44,18 @@ pub use env::{rows, Env, Hosts, REPLICA_USER, REWIND_USER};
 pub use error::{chain, eprint, report, ErrorKind, FailoverError, Result};
 pub use journal::{Current, Entry, Journal};
 pub use plan::{Operation, Out, Plan, PlannedStep, Reporter, RunOptions, Term};
-pub use runner::{resume, run_steps, start};
+pub use runner::{abort, resume, run_steps, start, Aborted};
 pub use services::{Service, Supervised, Supervisor, Systemd};
+pub use sides::{check_fits, here_role, HereRole, Sides};
 pub use state::StateDir;
-pub use status::{missing_files, status, DbHealth, FilesHealth, InstanceStatus};
+pub use status::{audit_files, missing_files, status, DbHealth, FilesHealth, InstanceStatus};
 pub use steps::{lost_path, Run, Step};
 pub use sudoers::{vps_root_commands, vps_sudoers};
 pub use sync::{sync_pass, watch, ClusterDbs, Passes, SyncState};
-pub use vps::{vps_state, vps_takes_writes, VpsState};
+pub use vps::{
+    guard_after_failover, hold_vps, release_vps, vps_state, vps_state_within, vps_takes_writes,
+    FenceRecord, VpsState,
+};
 
 /// The marker that pauses `odoo-standby sync` for an instance (written by failover).
 pub fn paused_file(env: &Env) -> std::path::PathBuf {

@@ -158,6 +158,12 @@ pub struct RunOptions {
     /// Failover: go on although the VPS cannot be reached, so nothing could fence it (the
     /// operator knows it is down or cut off). `yes` does not imply it.
     pub vps_unreachable: bool,
+    /// Failback: go on although the VPS wrote after the split (its writes are kept where the
+    /// report says; pg_rewind discards them from its live database). `yes` does not imply it.
+    pub discard_vps_writes: bool,
+    /// Protect: clone the standby again when its slot on the VPS is lost (the VPS removed
+    /// WAL it still needed); its data directory is moved aside.
+    pub reclone: bool,
 }
 
 /// What steps and the runner report to: a [`Reporter`] that borrows nothing (a terminal, a

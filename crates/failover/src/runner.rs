@@ -23,7 +23,8 @@ pub async fn start(env: &Env, op: Operation, opts: &RunOptions, out: &Out) -> Re
                 env.name(),
                 c.run
             ));
-            c
+            let (c, opts) = merged(&journal, c, opts)?;
+            return run_steps(env, &op.steps(), &journal, &c, &opts, out).await;
         }
         Some(c) => {
             return Err(FailoverError::Refused(format!(
@@ -35,6 +36,7 @@ pub async fn start(env: &Env, op: Operation, opts: &RunOptions, out: &Out) -> Re
             )))
         }
         None => {
+            crate::sides::check_fits(env, op).await?;
             let now = crate::journal::now();
             let c = Current {
                 operation: op.as_str().into(),
@@ -42,6 +44,7 @@ pub async fn start(env: &Env, op: Operation, opts: &RunOptions, out: &Out) -> Re
                 force: opts.force,
                 restart_vps: opts.restart_vps,
                 vps_unreachable: opts.vps_unreachable,
+                discard_vps_writes: opts.discard_vps_writes,
                 started: now,
             };
             journal.begin(&c)?;
@@ -51,30 +54,91 @@ pub async fn start(env: &Env, op: Operation, opts: &RunOptions, out: &Out) -> Re
     run_steps(env, &op.steps(), &journal, &current, opts, out).await
 }
 
-/// Continues the interrupted operation of the instance; `Ok(false)` when there is none.
-pub async fn resume(env: &Env, opts: &RunOptions, out: &Out) -> Result<bool> {
+/// Continues the interrupted operation of the instance and returns it; `Ok(None)` when there
+/// is none.
+pub async fn resume(env: &Env, opts: &RunOptions, out: &Out) -> Result<Option<Operation>> {
     let journal = Journal::open(&env.state)?;
     let Some(current) = journal.current()? else {
-        return Ok(false);
+        return Ok(None);
     };
-    let op = Operation::parse(&current.operation).ok_or_else(|| FailoverError::Journal {
-        path: env.state.current().display().to_string(),
-        cause: format!("unknown operation {:?}", current.operation),
-    })?;
+    let op = operation_of(env, &current)?;
     out.line(&format!(
         "resuming the {} of {} (run {})",
         current.operation,
         env.name(),
         current.run
     ));
-    let opts = RunOptions {
-        force: current.force || opts.force,
-        yes: opts.yes,
-        restart_vps: current.restart_vps || opts.restart_vps,
-        vps_unreachable: current.vps_unreachable || opts.vps_unreachable,
-    };
+    let (current, opts) = merged(&journal, current, opts)?;
     run_steps(env, &op.steps(), &journal, &current, &opts, out).await?;
-    Ok(true)
+    Ok(Some(op))
+}
+
+/// The operation an interrupted run was doing.
+fn operation_of(env: &Env, current: &Current) -> Result<Operation> {
+    Operation::parse(&current.operation).ok_or_else(|| FailoverError::Journal {
+        path: env.state.current().display().to_string(),
+        cause: format!("unknown operation {:?}", current.operation),
+    })
+}
+
+/// The interrupted run's acknowledgements (`--force`, `--vps-unreachable`,
+/// `--discard-vps-writes`, `--restart-vps`) with those given now: what the operator said once
+/// holds for the rest of the run and its resumes (recorded); the fence is checked anyway.
+fn merged(journal: &Journal, c: Current, opts: &RunOptions) -> Result<(Current, RunOptions)> {
+    let m = Current {
+        force: c.force || opts.force,
+        restart_vps: c.restart_vps || opts.restart_vps,
+        vps_unreachable: c.vps_unreachable || opts.vps_unreachable,
+        discard_vps_writes: c.discard_vps_writes || opts.discard_vps_writes,
+        ..c.clone()
+    };
+    if m != c {
+        journal.begin(&m)?;
+    }
+    let opts = RunOptions {
+        force: m.force,
+        yes: opts.yes,
+        restart_vps: m.restart_vps,
+        vps_unreachable: m.vps_unreachable,
+        discard_vps_writes: m.discard_vps_writes,
+        reclone: opts.reclone,
+    };
+    Ok((m, opts))
+}
+
+/// What [`abort`] set aside, and what the run had done.
+#[derive(Clone, Debug)]
+pub struct Aborted {
+    /// The run that was interrupted.
+    pub current: Current,
+    /// Its steps that completed (or were found done), in plan order.
+    pub done: Vec<&'static str>,
+    /// Its steps that did not.
+    pub not_done: Vec<&'static str>,
+}
+
+/// Puts the interrupted run of the instance aside (`current.json` becomes `aborted.json`;
+/// the journal keeps its lines), so the next operation starts from its first step, each step
+/// checking what is already in place. `Ok(None)`: nothing was interrupted. Nothing on either
+/// machine is touched: what the run changed stays as it is, and the caller says what that is.
+pub fn abort(env: &Env) -> Result<Option<Aborted>> {
+    let journal = Journal::open(&env.state)?;
+    let Some(current) = journal.current()? else {
+        return Ok(None);
+    };
+    let op = operation_of(env, &current)?;
+    let done = journal.done(&current.run)?;
+    let (done, not_done) = op
+        .steps()
+        .iter()
+        .map(|s| s.id())
+        .partition(|id| done.contains(*id));
+    journal.abort()?;
+    Ok(Some(Aborted {
+        current,
+        done,
+        not_done,
+    }))
 }
 
 /// Runs `steps` in order under the run `current` of `journal`: a step done earlier in this
@@ -101,17 +165,18 @@ pub async fn run_steps(
         }
         env.trace_step(step.id());
         journal.record(current, step.id(), "started")?;
-        let fail = |e: FailoverError| FailoverError::Step {
+        let fail = |e: FailoverError, resumable: bool| FailoverError::Step {
             instance: env.name().to_owned(),
             step: step.id().to_owned(),
             title: title.to_owned(),
             hint: step.hint().to_owned(),
+            resumable,
             source: Box::new(e),
         };
         let clock = std::time::Instant::now();
         let checked = match step.is_done(env).await {
             Ok(c) => c,
-            Err(e) => return Err(abort_if_untouched(journal, changed, fail(e))),
+            Err(e) => return Err(abort_if_untouched(journal, changed, fail(e, changed))),
         };
         if checked {
             journal.record(current, step.id(), "already")?;
@@ -120,7 +185,7 @@ pub async fn run_steps(
         }
         out.line(&format!("[{n}/{total}] {title} ..."));
         if let Err(e) = step.apply(env, opts, out).await {
-            return Err(abort_if_untouched(journal, changed, fail(e)));
+            return Err(abort_if_untouched(journal, changed, fail(e, changed)));
         }
         changed = true;
         crate::hooks::kill_point(step.id());
@@ -227,6 +292,7 @@ mod tests {
             force: false,
             restart_vps: false,
             vps_unreachable: false,
+            discard_vps_writes: false,
             started: 1,
         };
         j.begin(&c).unwrap();

@@ -42,14 +42,25 @@ impl StateDir {
         self.dir.join("journal.jsonl")
     }
 
+    /// The sync service's own folder, owned by the backup's `os_user` (the service runs as
+    /// that user): its state and the filestore indexes.
+    pub fn sync_dir(&self) -> PathBuf {
+        self.dir.join("sync")
+    }
+
     /// What the last sync passes did (for `status`).
     pub fn sync_state(&self) -> PathBuf {
-        self.dir.join("sync.json")
+        self.sync_dir().join("sync.json")
     }
 
     /// While it exists, the syncs do nothing (a failover holds the instance).
     pub fn paused(&self) -> PathBuf {
         self.dir.join("syncs.paused")
+    }
+
+    /// What the fence did to the VPS's cluster (until failback releases it).
+    pub fn fence(&self) -> PathBuf {
+        self.dir.join("fence.json")
     }
 
     /// The attachment files the last failover found missing.
@@ -58,8 +69,8 @@ impl StateDir {
     }
 
     /// The folder holding the filestore indexes (`<db>.index`).
-    pub fn indexes(&self) -> &Path {
-        &self.dir
+    pub fn indexes(&self) -> PathBuf {
+        self.sync_dir()
     }
 
     /// Pid files and logs of supervised services here (the sandbox).

@@ -27,6 +27,56 @@ impl Standby for ClusterDbs {
     }
 }
 
+/// The standby's databases as the sync reads them: `psql` as the backup's `os_user`, logged
+/// in as the role of the instance's odoo.conf (`db_user`, through the peer map `odoo-login`
+/// writes), so that the sync service needs no PostgreSQL superuser and can run as `os_user`.
+pub struct OdooDbs {
+    host: Arc<dyn host::Host>,
+    os_user: String,
+    role: String,
+    socket: String,
+    port: u16,
+    bindir: std::path::PathBuf,
+}
+
+impl OdooDbs {
+    /// How the sync of `env` reaches the standby.
+    pub async fn of(env: &Env) -> Result<Self> {
+        let os_user = env.cfg.backup.os_user.clone();
+        let role = env
+            .instance_conf()
+            .await?
+            .db_user()
+            .map(str::to_owned)
+            .unwrap_or_else(|| os_user.clone());
+        Ok(Self {
+            host: env.local.clone(),
+            os_user,
+            role,
+            socket: env.standby.socket_dir(),
+            port: env.standby.port(),
+            bindir: env.standby.bindir(),
+        })
+    }
+}
+
+#[async_trait]
+impl Standby for OdooDbs {
+    async fn database(&self, db: &str) -> filesync::Result<Arc<dyn pgrepl::Sql>> {
+        Ok(Arc::new(
+            pgrepl::Psql::new(
+                self.host.clone(),
+                self.os_user.clone(),
+                self.socket.clone(),
+                self.port,
+                db,
+            )
+            .with_bindir(self.bindir.clone())
+            .with_user(self.role.clone()),
+        ))
+    }
+}
+
 /// What the last passes did, kept in the state folder's `sync.json` for `status`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SyncState {
@@ -40,6 +90,25 @@ pub struct SyncState {
     pub last_error: Option<String>,
     /// When the sources were last mirrored.
     pub sources_at: Option<u64>,
+    /// Files here found vanished or damaged (another size, or content that does not match
+    /// the name) and fetched again from the VPS, since this state was made.
+    #[serde(default)]
+    pub repaired: usize,
+    /// The last of them (at most 50), `<db>/<name>`.
+    #[serde(default)]
+    pub repaired_last: Vec<String>,
+    /// Found damaged or vanished and not fetched again: the VPS does not have them.
+    #[serde(default)]
+    pub unrepaired: Vec<String>,
+    /// Found damaged here by a copy-back, to be checked and fetched again by the next pass.
+    #[serde(default)]
+    pub damaged: Vec<String>,
+    /// When every referenced file's presence and size were last checked.
+    #[serde(default)]
+    pub sizes_checked_at: Option<u64>,
+    /// When a whole SHA-1 round over the files here last ended.
+    #[serde(default)]
+    pub hash_round_at: Option<u64>,
 }
 
 impl SyncState {
@@ -51,17 +120,38 @@ impl SyncState {
             .unwrap_or_default()
     }
 
+    /// Adds `names` (`<db>/<name>`) to the files the next pass checks first and fetches
+    /// again (a copy-back found them damaged here).
+    pub fn note_damaged(env: &Env, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut st = Self::load(env);
+        for n in names {
+            if !st.damaged.contains(n) {
+                st.damaged.push(n.clone());
+            }
+        }
+        st.save(env)
+    }
+
     fn save(&self, env: &Env) -> Result<()> {
         let path = env.state.sync_state();
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| FailoverError::failed("sync state", e))?;
         let write = || -> std::io::Result<()> {
+            use std::os::unix::fs::MetadataExt;
             if let Some(p) = path.parent() {
                 std::fs::create_dir_all(p)?;
             }
             std::fs::write(&tmp, text)?;
-            std::fs::rename(&tmp, &path)
+            std::fs::rename(&tmp, &path)?;
+            // Written by root (a pass by hand, a failback): it stays the service's.
+            if let Some(dir) = path.parent().and_then(|p| std::fs::metadata(p).ok()) {
+                let _ = std::os::unix::fs::chown(&path, Some(dir.uid()), Some(dir.gid()));
+            }
+            Ok(())
         };
         write().map_err(|e| {
             FailoverError::failed(format!("writing {}", env.state.sync_state().display()), e)
@@ -108,13 +198,18 @@ async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<u
         let mut w = Watch::new(
             vps,
             env.layout.data_dir().join("filestore"),
-            env.state.indexes().to_owned(),
+            env.state.indexes(),
         );
         w.only = env.inst.databases.clone();
+        w.verify = Some(filesync::verify::VerifyOptions {
+            sizes_every: Duration::from_secs(env.cfg.backup.verify_sizes_minutes * 60),
+            hash_bytes_per_sec: env.cfg.backup.verify_hash_mb_per_s << 20,
+        });
         w
     });
+    watch.check_first = state.damaged.clone();
     let reports = watch
-        .pass(&ClusterDbs(env.standby.clone()))
+        .pass(&OdooDbs::of(env).await?)
         .await
         .map_err(|e| FailoverError::failed("syncing the filestore", e));
     let reports = match reports {
@@ -137,6 +232,7 @@ async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<u
         }
     }
     state.missing_on_vps = reports.iter().map(|r| r.missing_on_vps.len()).sum();
+    note_verified(env, state, &reports);
     let now = crate::journal::now();
     if state
         .sources_at
@@ -146,6 +242,45 @@ async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<u
         state.sources_at = Some(now);
     }
     Ok(reports.iter().map(|r| r.fetched).sum())
+}
+
+/// Records what the verification of a pass found: fetched again, or not (the VPS lacks it).
+fn note_verified(env: &Env, state: &mut SyncState, reports: &[filesync::PassReport]) {
+    let now = crate::journal::now();
+    state.damaged.clear();
+    for r in reports {
+        let v = &r.verified;
+        if v.sizes_checked {
+            state.sizes_checked_at = Some(now);
+        }
+        if v.round_done {
+            state.hash_round_at = Some(now);
+        }
+        for (n, how) in v
+            .vanished
+            .iter()
+            .map(|n| (n, "vanished"))
+            .chain(v.damaged.iter().map(|n| (n, "damaged")))
+        {
+            let full = format!("{}/{n}", r.db);
+            if r.missing_on_vps.contains(n) {
+                println!(
+                    "{}: {full} {how} here and the VPS does not have it",
+                    env.name()
+                );
+                if !state.unrepaired.contains(&full) {
+                    state.unrepaired.push(full);
+                }
+            } else {
+                println!("{}: {full} {how} here: fetched again", env.name());
+                state.unrepaired.retain(|u| u != &full);
+                state.repaired += 1;
+                state.repaired_last.push(full);
+            }
+        }
+    }
+    let keep = state.repaired_last.len().saturating_sub(50);
+    state.repaired_last.drain(..keep);
 }
 
 /// Runs a pass every `interval` until the process is stopped (`filesync::watch::every`: a

@@ -27,14 +27,15 @@ pub struct UnitFile {
 
 /// The unit of an instance's sync service (odoo-standby's `sync NAME --watch`: the
 /// filestore every few seconds, the sources every 12 hours): `odoo-standby-sync-NAME.service`,
-/// restarted always, logging to the journal under its own tag.
-pub fn sync_service(instance: &str, exec_start: &[String]) -> UnitFile {
+/// run as `user` (Odoo's user on the backup: every file it makes is that user's), restarted
+/// always, logging to the journal under its own tag.
+pub fn sync_service(instance: &str, exec_start: &[String], user: &str) -> UnitFile {
     UnitFile {
         name: format!("odoo-standby-sync-{instance}.service"),
         text: format!(
             "# Written by odoo-standby: the file syncs of instance {instance}.\n\
              [Unit]\nDescription=odoo-standby syncs of {instance}\nAfter=network-online.target\n\n\
-             [Service]\nType=simple\nExecStart={exec}\nRestart=always\nRestartSec=10\n\
+             [Service]\nType=simple\nUser={user}\nExecStart={exec}\nRestart=always\nRestartSec=10\n\
              StandardOutput=journal\nSyslogIdentifier=odoo-standby-sync-{instance}\n\n\
              [Install]\nWantedBy=multi-user.target\n",
             exec = host::quote::systemd_line(exec_start)

@@ -337,6 +337,26 @@ impl<'a> Client<'a> {
         Ok((out.status.success(), v))
     }
 
+    /// `upload`: `count` attachments at once (rate 0) tagged `origin`, each one Odoo
+    /// acknowledged logged in `log` (`id sha1 size`); an error unless all went in.
+    pub fn upload(&self, log: &str, count: u32, origin: &str) -> Result<serde_json::Value> {
+        let n = count.to_string();
+        let v = self.ok(
+            "upload",
+            &[
+                "--log", log, "--count", &n, "--rate", "0", "--origin", origin,
+            ],
+        )?;
+        if v["uploaded"] != count {
+            return Err(LabError::Command {
+                command: format!("lab-odoo-client upload {} --count {n}", self.url),
+                status: "exit 0".into(),
+                stderr: format!("only some went in: {v}"),
+            });
+        }
+        Ok(v)
+    }
+
     /// Like [`Client::call`], an error unless it succeeded.
     pub fn ok(&self, cmd: &str, args: &[&str]) -> Result<serde_json::Value> {
         match self.call(cmd, args)? {

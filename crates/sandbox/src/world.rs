@@ -16,6 +16,8 @@ pub struct World {
     pub sshd: Sshd,
     /// The odoo-standby config (`<root>/config.toml`).
     pub config: PathBuf,
+    /// The backup's known_hosts (its Odoo user's copy, what the config names).
+    pub known_hosts: PathBuf,
     /// The VPS's data_dir.
     pub data_dir: PathBuf,
     /// The VPS's odoo.conf.
@@ -89,6 +91,20 @@ pub fn vps_world(sb: &mut Sandbox, attachments: usize) -> Result<World> {
         os::mkdir(d, 0o700)?;
         sb.run_user().chown(d)?;
     }
+    // The backup's Odoo user has its own copy of the key (runbook 3.1): the sync service runs
+    // as that user.
+    let ssh_dir = backup.join("ssh");
+    os::mkdir(&ssh_dir, 0o700)?;
+    sb.run_user().chown(&ssh_dir)?;
+    let (key, known) = (ssh_dir.join("id_ed25519"), ssh_dir.join("known_hosts"));
+    for (from, to, mode) in [
+        (&sshd.client_key, &key, 0o600),
+        (&sshd.known_hosts, &known, 0o644),
+    ] {
+        let bytes = std::fs::read(from).map_err(|e| SandboxError::io("cannot read", from, e))?;
+        os::write_new(to, &bytes, mode)?;
+        sb.run_user().chown(to)?;
+    }
     let config = format!(
         "# Written by `odoo-standby sandbox up` for the sandbox in {root}.\n\
          # Supervised services and pg_ctl clusters: the sandbox has no systemd.\n\
@@ -102,8 +118,8 @@ pub fn vps_world(sb: &mut Sandbox, attachments: usize) -> Result<World> {
         src = odoo_src.parent().map(|p| p.display().to_string()).unwrap_or_default(),
         ver = pg_version(vps.bindir()),
         bindir = vps.bindir().display(),
-        key = sshd.client_key.display(),
-        known = sshd.known_hosts.display(),
+        key = key.display(),
+        known = known.display(),
         ssh = sshd.target(),
         data = data_dir.display(),
         sources = sources.display(),
@@ -118,6 +134,7 @@ pub fn vps_world(sb: &mut Sandbox, attachments: usize) -> Result<World> {
         vps,
         sshd,
         config: config_path,
+        known_hosts: known,
         data_dir,
         odoo_conf,
         odoo_bin: odoo_src,

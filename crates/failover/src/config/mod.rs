@@ -49,12 +49,19 @@ pub struct Backup {
     /// The `.pgpass` of `pg_os_user` here (`/var/lib/postgresql/.pgpass`): the replication
     /// passwords, written by `protect`.
     pub pgpass: PathBuf,
-    /// The SSH key that logs in to the VPSs (`$HOME/.ssh/id_ed25519` when unset).
+    /// The SSH key that logs in to the VPSs (`~os_user/.ssh/id_ed25519` when unset: the
+    /// runbook's key, and the one the sync service, running as `os_user`, can read).
     pub ssh_key: Option<PathBuf>,
-    /// known_hosts holding the VPSs' host keys (`$HOME/.ssh/known_hosts` when unset).
+    /// known_hosts holding the VPSs' host keys (`~os_user/.ssh/known_hosts` when unset).
     pub known_hosts: Option<PathBuf>,
     /// The Python that runs Odoo (`/usr/bin/python3`; a virtualenv's python if you use one).
     pub python: PathBuf,
+    /// Minutes between two checks, by the sync, that every referenced file here is present
+    /// with its recorded size (60; 0: every pass, for small filestores and tests).
+    pub verify_sizes_minutes: u64,
+    /// MB per second of SHA-1 the sync spends checking that each file here matches its name,
+    /// in the background (4; 0: never).
+    pub verify_hash_mb_per_s: u64,
 }
 
 /// How services (Odoo, the syncs) are started and stopped.

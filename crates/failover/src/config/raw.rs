@@ -45,6 +45,10 @@ struct RawBackup {
     known_hosts: Option<Spanned<String>>,
     #[serde(default)]
     python: Option<Spanned<String>>,
+    #[serde(default)]
+    verify_sizes_minutes: Option<Spanned<i64>>,
+    #[serde(default)]
+    verify_hash_mb_per_s: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +200,34 @@ impl Config {
             None => "postgres".into(),
         };
         let pg_version = *b.pg_version.get_ref();
+        let count = |v: &Option<Spanned<i64>>, key: &str, default: u64, min: i64, eg: &str| match v
+        {
+            None => Ok(default),
+            Some(v) => u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| *n as i64 >= min && *n <= 1_000_000)
+                .ok_or_else(|| {
+                    ctx.err(
+                        v.span(),
+                        format!("backup.{key}"),
+                        format!("{} is out of range: {eg}", v.get_ref()),
+                    )
+                }),
+        };
+        let verify_sizes_minutes = count(
+            &b.verify_sizes_minutes,
+            "verify_sizes_minutes",
+            60,
+            0,
+            "minutes between two size checks of every file (0: every pass), e.g. 60",
+        )?;
+        let verify_hash_mb_per_s = count(
+            &b.verify_hash_mb_per_s,
+            "verify_hash_mb_per_s",
+            4,
+            0,
+            "MB of SHA-1 per second in the background, 0 for none, e.g. 4",
+        )?;
         let backup = Backup {
             root: ctx.abs_path(&b.root, "backup.root".into())?,
             odoo_source: ctx.abs_path(&b.odoo_source, "backup.odoo_source".into())?,
@@ -215,6 +247,8 @@ impl Config {
             known_hosts: opt_path(&b.known_hosts, "known_hosts")?,
             python: opt_path(&b.python, "python")?
                 .unwrap_or_else(|| PathBuf::from("/usr/bin/python3")),
+            verify_sizes_minutes,
+            verify_hash_mb_per_s,
         };
         if raw.instance.is_empty() {
             return Err(ctx.err(

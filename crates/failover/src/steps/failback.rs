@@ -8,18 +8,20 @@ use async_trait::async_trait;
 use super::odoo_setup::StartSyncs;
 use super::preflight::prepare;
 use super::roles::{
-    runs_or_note, DropStaleSlots, PromoteVps, RejoinBackup, RejoinVps, StopStandby,
+    runs_or_note, DropStaleSlots, PromoteVps, RejoinBackup, RejoinVps, StopStandby, VpsAutostart,
 };
 use super::{f, Run, Step};
 use crate::env::{Env, REPLICA_USER, REWIND_USER};
 use crate::error::{FailoverError, Result};
 use crate::plan::{Out, RunOptions};
 
-/// The steps of failback, in order: the VPS follows this server before anything stops here,
+/// The steps of failback, in order: what the VPS wrote after the split is kept and confirmed
+/// before anything can discard it, the VPS follows this server before anything stops here,
 /// the files go back before the VPS is promoted, and this server follows again last.
 pub fn failback() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(STOP_VPS_ODOO),
+        Box::new(super::split::VpsWrites),
         Box::new(PrepareBackupPrimary),
         Box::new(RejoinVps),
         Box::new(STOP_ODOO),
@@ -27,6 +29,7 @@ pub fn failback() -> Vec<Box<dyn Step>> {
         Box::new(CatchUp),
         Box::new(StopStandby),
         Box::new(PromoteVps),
+        Box::new(VpsAutostart),
         Box::new(RejoinBackup),
         Box::new(DropStaleSlots),
         Box::new(StartSyncs),
@@ -194,13 +197,21 @@ impl Step for PrepareBackupPrimary {
     }
 }
 
-/// The files written here go back to the VPS (adding only: content-addressed files never
-/// change, and nothing on the VPS is deleted).
+/// The files written here go back to the VPS, never replacing one it has: only filestore
+/// names the VPS lacks travel, each checked against its SHA-1 first; a damaged copy here is
+/// reported and kept back (`filesync::copyback`).
 pub struct CopyFilesBack;
 
-fn push_spec(env: &Env) -> Result<host::CommandSpec> {
-    filesync::rsync::push_command(&env.ssh, &env.layout.data_dir(), &env.inst.data_dir)
-        .map_err(|e| FailoverError::failed("rsync", e))
+fn copy_back(env: &Env) -> filesync::copyback::CopyBack {
+    filesync::copyback::CopyBack {
+        target: env.ssh.clone(),
+        local_data_dir: env.layout.data_dir(),
+        remote_data_dir: env.inst.data_dir.clone(),
+    }
+}
+
+fn rsync_err(e: filesync::SyncError) -> FailoverError {
+    FailoverError::failed("rsync", e)
 }
 
 #[async_trait]
@@ -209,28 +220,63 @@ impl Step for CopyFilesBack {
         "copy-files-back"
     }
     fn title(&self) -> &'static str {
-        "copy the files this server got back to the VPS"
+        "copy the files this server got back to the VPS (only what it lacks, each checked)"
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
-        runs_or_note(push_spec(env).map(|s| vec![Run::cmd(&s)]))
+        let cb = copy_back(env);
+        let mut specs = vec![cb.rest_command()];
+        for db in env.planned_databases() {
+            specs.push(cb.list_command(&db));
+            specs.push(cb.send_command(&db));
+        }
+        let mut v = runs_or_note(
+            specs
+                .into_iter()
+                .map(|s| s.map(|s| Run::cmd(&s)).map_err(rsync_err))
+                .collect(),
+        );
+        v.insert(
+            2.min(v.len()),
+            Run::note("each listed name: SHA-1 of the file here = its name, else reported damaged and not sent"),
+        );
+        v
     }
     fn check(&self) -> &'static str {
-        "rsync copies only what differs"
+        "rsync --ignore-existing sends only what the VPS lacks"
     }
     fn hint(&self) -> &'static str {
-        "rsync's error names the file; run again"
+        "rsync's error names the file; run again (nothing on the VPS is replaced)"
     }
     async fn is_done(&self, _env: &Env) -> Result<bool> {
         Ok(false)
     }
-    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
-        super::run(
-            env.local.as_ref(),
-            &push_spec(env)?,
-            "copying data_dir back to the VPS",
-        )
-        .await
-        .map(drop)
+    async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
+        let cb = copy_back(env);
+        cb.rest(env.local.as_ref()).await.map_err(rsync_err)?;
+        let mut damaged = Vec::new();
+        for db in cb.databases().map_err(rsync_err)? {
+            let r = cb
+                .filestore(env.local.as_ref(), &db)
+                .await
+                .map_err(rsync_err)?;
+            out.line(&format!(
+                "    {db}: {} file(s) sent ({} KiB), {} other path(s); the VPS's own files left as they are",
+                r.sent.len(),
+                r.bytes / 1024,
+                r.other.len()
+            ));
+            if !r.damaged.is_empty() {
+                out.line(&format!(
+                    "    {db}: DAMAGED here, not sent: {} file(s) whose content no longer matches its name (the VPS never had them):",
+                    r.damaged.len()
+                ));
+                for n in &r.damaged {
+                    out.line(&format!("      damaged {db}/{n}"));
+                }
+            }
+            damaged.extend(r.damaged.into_iter().map(|n| format!("{db}/{n}")));
+        }
+        crate::sync::SyncState::note_damaged(env, &damaged)
     }
 }
 

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pgrepl::StopMode;
 
 use super::files::{CheckHttp, LostFiles, OdooFiles};
 use super::{f, hf, is_primary, same_file, write_ours, Run, Step};
@@ -46,17 +45,20 @@ impl Step for Fence {
         true
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
-        vec![
+        let mut v = vec![
             Run::note(format!(
                 "ssh {}@{} -p {} true (15 s): can the VPS be reached at all?",
                 env.ssh.user, env.ssh.host, env.ssh.port
             )),
             Run::note(format!(
-                "is {} running; psql on it: SELECT pg_is_in_recovery()",
-                env.vps_cluster.label()
+                "is {} running; psql on it: SELECT pg_is_in_recovery() (an answer within {} s, else it is not fenced)",
+                env.vps_cluster.label(),
+                crate::vps::ANSWER_WITHIN.as_secs()
             )),
-            Run::cmd_when(&env.vps_cluster.stop_spec(StopMode::Fast), "--force"),
-        ]
+            Run::note("reachable: hold it down (it must not come back as a primary by itself):"),
+        ];
+        v.extend(crate::vps::hold_runs(env));
+        v
     }
     fn check(&self) -> &'static str {
         "checked on every run and every resume, never skipped"
@@ -73,49 +75,40 @@ impl Step for Fence {
     async fn apply(&self, env: &Env, opts: &RunOptions, out: &Out) -> Result<()> {
         let label = env.vps_cluster.label();
         match vps_state(env).await {
-            VpsState::Stopped => {
-                out.line(&format!("    {label} on the VPS does not run"));
-                Ok(())
-            }
-            VpsState::Standby => {
-                out.line(&format!(
-                    "    {label} on the VPS is a standby: it takes no writes"
-                ));
-                Ok(())
-            }
+            VpsState::Stopped => out.line(&format!("    {label} on the VPS does not run")),
+            VpsState::Standby => out.line(&format!(
+                "    {label} on the VPS is a standby: it takes no writes"
+            )),
             VpsState::Unreachable(why) if opts.vps_unreachable => {
                 out.line(&format!(
-                    "    the VPS cannot be reached ({why}); going on as acknowledged with --vps-unreachable: nothing fenced it, so it must not serve again until failback"
+                    "    the VPS cannot be reached ({why}); going on as acknowledged with --vps-unreachable: nothing fenced it, so it must not serve again until failback (status holds it down when it can reach it)"
                 ));
-                Ok(())
+                return Ok(());
             }
-            VpsState::Unreachable(why) => Err(FailoverError::Refused(format!(
+            VpsState::Unreachable(why) => return Err(FailoverError::Refused(format!(
                 "the VPS cannot be reached over SSH ({why}): it may be down or cut off; nothing could fence it. If it is down, or you have cut it off, run again with --vps-unreachable (--yes does not imply it)"
             ))),
-            state @ (VpsState::Primary | VpsState::NotAnswering(_)) => {
-                if !opts.force {
-                    return Err(FailoverError::Refused(match state {
-                        VpsState::NotAnswering(why) => format!(
-                            "the VPS's PostgreSQL runs but does not answer ({why}): it is not fenced. Stop it on the VPS and run again, or pass --force to have odoo-standby stop it over SSH"
-                        ),
-                        _ => format!(
-                            "the VPS's PostgreSQL at {}:{} still accepts writes: failing over now would split the data in two. Stop it (or cut it off) and run again, or pass --force to have odoo-standby stop it over SSH",
-                            env.vps_pg.0, env.vps_pg.1
-                        ),
-                    }));
-                }
+            VpsState::NotAnswering(why) if !opts.force => return Err(FailoverError::Refused(format!(
+                "the VPS's PostgreSQL runs but does not answer ({why}): it is not fenced, it may take writes again any moment. Stop it on the VPS and run again, or pass --force to have odoo-standby stop it over SSH"
+            ))),
+            VpsState::Primary if !opts.force => return Err(FailoverError::Refused(format!(
+                "the VPS's PostgreSQL at {}:{} still accepts writes: failing over now would split the data in two. Stop it (or cut it off) and run again, or pass --force to have odoo-standby stop it over SSH",
+                env.vps_pg.0, env.vps_pg.1
+            ))),
+            VpsState::Primary | VpsState::NotAnswering(_) => {
                 out.line(&format!("    --force: stopping {label} over SSH"));
-                env.vps_cluster
-                    .stop(StopMode::Fast)
-                    .await
-                    .map_err(f("stopping the VPS's PostgreSQL"))?;
-                match vps_state(env).await {
-                    VpsState::Stopped | VpsState::Standby => Ok(()),
-                    other => Err(FailoverError::Refused(format!(
-                        "the VPS's PostgreSQL was stopped but is still not fenced: {other:?}"
-                    ))),
-                }
             }
+        }
+        let held = crate::vps::hold_vps(env).await?;
+        out.line(&format!(
+            "    held {label} down on the VPS: {}standby.signal, start.conf manual (failback sets it back)",
+            if held.stopped { "stopped, " } else { "" }
+        ));
+        match vps_state(env).await {
+            VpsState::Stopped => Ok(()),
+            other => Err(FailoverError::Refused(format!(
+                "the VPS's cluster {label} was held down but {other}: it is not fenced"
+            ))),
         }
     }
 }

@@ -14,6 +14,7 @@ mod odoo_setup;
 mod preflight;
 mod protect;
 mod roles;
+mod split;
 
 use std::path::Path;
 

@@ -197,24 +197,72 @@ impl Step for SyncUnit {
         "sync-unit"
     }
     fn title(&self) -> &'static str {
-        "write the sync unit"
+        "write the sync unit (it runs as the Odoo user) and give it its folder"
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
-        vec![Run::file(
-            &env.sync_unit_path(),
-            format!("ExecStart={}", env.sync_service().argv.join(" ")),
-        )]
+        let u = &env.cfg.backup.os_user;
+        vec![
+            Run::note(format!(
+                "as {u}: test -r {} {} {}; test -x {} (the service reads them as {u})",
+                env.config_path.display(),
+                env.ssh.identity.display(),
+                env.ssh.known_hosts.display(),
+                env.program.display()
+            )),
+            Run::file(
+                &env.state.sync_dir(),
+                format!("a folder owned by {u}, 0700: sync.json and the filestore indexes"),
+            ),
+            Run::file(
+                &env.sync_unit_path(),
+                format!("User={u}, ExecStart={}", env.sync_service().argv.join(" ")),
+            ),
+        ]
     }
     fn check(&self) -> &'static str {
         "the file already has that content"
     }
     fn hint(&self) -> &'static str {
-        "check backup.root"
+        "the Odoo user must read the config, the SSH key and known_hosts: fix what the error names"
     }
-    async fn is_done(&self, env: &Env) -> Result<bool> {
-        same_file(env, &env.sync_unit_path(), &env.sync_unit().text).await
+    async fn is_done(&self, _env: &Env) -> Result<bool> {
+        Ok(false)
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        let u = env.cfg.backup.os_user.clone();
+        let files = [
+            env.config_path.clone(),
+            env.ssh.identity.clone(),
+            env.ssh.known_hosts.clone(),
+        ];
+        let mut spec = host::CommandSpec::new("sh")
+            .arg("-c")
+            .arg("p=$1; shift; for f; do test -r \"$f\" || echo \"$f\"; done; test -x \"$p\" || echo \"$p\"")
+            .arg("sh")
+            .arg(env.program.display().to_string());
+        for f in &files {
+            spec = spec.arg(f.display().to_string());
+        }
+        let unreadable = env
+            .local
+            .run(&spec.run_as(u.clone()).asks())
+            .await
+            .map_err(hf(format!("checking what {u} can read")))?
+            .stdout_text();
+        if let Some(first) = unreadable.lines().next() {
+            return Err(FailoverError::Refused(format!(
+                "the sync service runs as {u}, who cannot read {first}{}: give {u} read access (or point backup.ssh_key / backup.known_hosts at files of {u}'s, as the runbook's key is), then run protect again",
+                if unreadable.lines().count() > 1 {
+                    format!(" (and {} more)", unreadable.lines().count() - 1)
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        env.local
+            .mkdir_p(&env.state.sync_dir(), &host::Ownership::owned(0o700, u))
+            .await
+            .map_err(hf(format!("creating {}", env.state.sync_dir().display())))?;
         write_ours(
             env,
             &env.sync_unit_path(),

@@ -264,7 +264,7 @@ pub(crate) async fn prepare(
     let report = pgrepl::prepare_primary(&admin, cluster.host().as_ref(), &pg)
         .await
         .map_err(f(format!("preparing {} as a primary", cluster.label())))?;
-    for c in &report.changes {
+    for c in report.changes.iter().chain(&report.kept) {
         out.line(&format!("    {c}"));
     }
     Ok(report.restart_needed)

@@ -40,10 +40,24 @@ impl Step for CloneStandby {
         "clone the standby cluster here and stream"
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
-        let mut v = Vec::new();
+        let mut v = vec![
+            Run::note(format!(
+                "when slot {} on the VPS is lost: only with --reclone (or a yes), stop this cluster and drop the slot, then clone again",
+                env.name()
+            )),
+            Run::cmd_when(
+                &env.standby.stop_spec(pgrepl::StopMode::Fast),
+                "its slot is lost and --reclone",
+            ),
+        ];
         if let Some(c) = env.standby.create_spec() {
             v.push(Run::cmd_when(&c, "the cluster does not exist yet"));
         }
+        v.push(Run::sql(format!(
+            "on the VPS, when this cluster does not run: pg_terminate_backend() of a WAL sender holding slot {} for {} (left by a run of ours that died)",
+            env.name(),
+            env.cfg.backup.address
+        )));
         match env.upstream_vps() {
             Ok(up) => {
                 v.push(Run::cmd(&pgrepl::basebackup_spec(
@@ -84,8 +98,9 @@ impl Step for CloneStandby {
     async fn is_done(&self, env: &Env) -> Result<bool> {
         super::streams_from(env.standby.as_ref(), env.upstream_vps()).await
     }
-    async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
+    async fn apply(&self, env: &Env, opts: &RunOptions, out: &Out) -> Result<()> {
         let b = &env.cfg.backup;
+        reclone_if_lost(env, opts, out).await?;
         if let Some(dir) = &b.clusters_dir {
             let own = Ownership::owned(0o700, b.pg_os_user.clone());
             for d in [dir.join(env.name()), dir.join(env.name()).join("sock")] {
@@ -99,6 +114,23 @@ impl Step for CloneStandby {
             .create()
             .await
             .map_err(f("creating the standby cluster"))?;
+        // A run of ours that died mid-clone may have left its WAL sender on the VPS holding
+        // the slot (the backup went down with it): nothing here streams now, so end it.
+        if !env.standby.is_running().await.unwrap_or(false) {
+            let slot = pgrepl::Name::new("slot", env.name()).map_err(f("slot"))?;
+            if let Some(pid) = pgrepl::slot::end_stale_sender(
+                &env.vps_psql("postgres"),
+                &slot,
+                &b.address.to_string(),
+            )
+            .await
+            .map_err(f("ending a WAL sender left by an earlier run"))?
+            {
+                out.line(&format!(
+                    "    ended the VPS's WAL sender {pid} for slot {slot}: it served an earlier run of ours that is gone"
+                ));
+            }
+        }
         let mut last = 0u8;
         let outcome = pgrepl::clone_standby(env.standby.as_ref(), &env.upstream_vps()?, &mut |p| {
             let pct = (p.done_kb * 100)
@@ -115,6 +147,56 @@ impl Step for CloneStandby {
         out.line(&format!("    {outcome}"));
         standby_listens_here(env, out).await
     }
+}
+
+/// Why the instance's slot on the VPS is lost, when it is (the VPS removed WAL the standby
+/// still needed: it was stopped or behind for longer than `max_slot_wal_keep_size` allows).
+pub(crate) async fn lost_slot(env: &Env) -> Result<Option<String>> {
+    let slots = pgrepl::list_slots(&env.vps_psql("postgres"))
+        .await
+        .map_err(f("listing the VPS's slots"))?;
+    Ok(slots
+        .into_iter()
+        .find(|s| s.name == env.name() && s.wal_status.as_deref() == Some("lost"))
+        .map(|s| {
+            format!(
+                "the slot {} on the VPS is lost (wal_status lost, restart_lsn {}): the VPS removed WAL the standby here still needed, so it can never catch up",
+                s.name,
+                s.restart_lsn.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
+            )
+        }))
+}
+
+/// A lost slot: with `--reclone` (or a yes on the terminal), the standby stops and the slot
+/// goes, so that the clone below makes both again (the old data directory is moved aside).
+async fn reclone_if_lost(env: &Env, opts: &RunOptions, out: &Out) -> Result<()> {
+    let Some(why) = lost_slot(env).await? else {
+        return Ok(());
+    };
+    out.line(&format!("    {why}"));
+    let go = opts.reclone
+        || out.confirm(&format!(
+            "Clone the standby of {} again (its data directory is moved aside, not deleted)?",
+            env.name()
+        )) == Some(true);
+    if !go {
+        return Err(FailoverError::Refused(format!(
+            "{why}. Clone it again with: odoo-standby protect {} --reclone (the standby's data directory is moved aside, not deleted)",
+            env.name()
+        )));
+    }
+    env.standby
+        .stop(pgrepl::StopMode::Fast)
+        .await
+        .map_err(f("stopping the standby before the new clone"))?;
+    let slot = pgrepl::Name::new("slot", env.name()).map_err(f("slot"))?;
+    pgrepl::slot::drop_slot(&env.vps_psql("postgres"), &slot)
+        .await
+        .map_err(f("dropping the lost slot on the VPS"))?;
+    out.line(&format!(
+        "    dropped the lost slot {slot} on the VPS; cloning again"
+    ));
+    Ok(())
 }
 
 /// A fresh clone carries the VPS's `listen_addresses` (ALTER SYSTEM lives in the data

@@ -170,6 +170,44 @@ impl Step for PromoteVps {
     }
 }
 
+/// The VPS's cluster starts at boot again: `start.conf` back to what it was before the fence
+/// held it down.
+pub struct VpsAutostart;
+
+#[async_trait]
+impl Step for VpsAutostart {
+    fn id(&self) -> &'static str {
+        "vps-autostart"
+    }
+    fn title(&self) -> &'static str {
+        "let the VPS's cluster start at boot again (undo the fence)"
+    }
+    fn on_vps(&self) -> bool {
+        true
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        match env.vps_cluster.start_conf() {
+            Some(p) => vec![Run::file(
+                &p,
+                "the mode it had before the fence (auto), our note removed",
+            )],
+            None => vec![Run::note("nothing: this cluster has no start.conf")],
+        }
+    }
+    fn check(&self) -> &'static str {
+        "no fence record is left"
+    }
+    fn hint(&self) -> &'static str {
+        "set start.conf on the VPS back to auto by hand"
+    }
+    async fn is_done(&self, env: &Env) -> Result<bool> {
+        Ok(crate::vps::FenceRecord::load(env).is_none())
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        crate::vps::release_vps(env).await
+    }
+}
+
 /// This cluster follows the VPS again, through its slot.
 pub struct RejoinBackup;
 
