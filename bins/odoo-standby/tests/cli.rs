@@ -29,15 +29,20 @@ fn init_then_check_and_a_mistake() {
         "{text}"
     );
 
-    let bad = String::from_utf8_lossy(&init.stdout)
-        .replace("standby_port = 5435", "standby_port = 99999");
+    let template = String::from_utf8_lossy(&init.stdout).into_owned();
+    let line = template
+        .lines()
+        .position(|l| l.trim() == "standby_port = 5435")
+        .expect("the template sets standby_port")
+        + 1;
+    let bad = template.replace("standby_port = 5435", "standby_port = 99999");
     std::fs::write(&path, bad).expect("write");
     let err = run(&["check", "-c", path.to_str().expect("utf-8")]);
     assert_eq!(err.status.code(), Some(2));
     let said = String::from_utf8_lossy(&err.stderr).into_owned();
     assert!(
         said.contains(&format!(
-            "{}:34: instance[0].standby_port: 99999 is not a port",
+            "{}:{line}: instance[0].standby_port: 99999 is not a port",
             path.display()
         )),
         "{said}"
