@@ -381,25 +381,29 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
     ] {
         assert!(acted.contains(step), "{step} ran no command: {acted:?}");
     }
-    // Rewind before follow: the VPS's cluster stopped, rewound, told to follow, then started.
-    let in_rejoin: Vec<&(String, String, Vec<String>)> =
-        rec.iter().filter(|r| r.0 == "rejoin-vps").collect();
-    let at = |pred: &dyn Fn(&Vec<String>) -> bool| in_rejoin.iter().position(|r| pred(&r.2));
-    let stop = at(&|a| a.last().is_some_and(|x| x == "fast") && a.iter().any(|x| x == "stop"));
-    let rewind = at(&|a| a[0].ends_with("/pg_rewind"));
-    let follow = in_rejoin
-        .iter()
-        .rposition(|r| r.2.iter().any(|x| x.ends_with("/standby.signal")));
-    let start = in_rejoin
-        .iter()
-        .rposition(|r| r.2.last().is_some_and(|x| x == "start"));
+    // Rewind before follow: the VPS's cluster stopped (held down by the failback's first
+    // steps, before it looks at what the VPS wrote), rewound, told to follow, then started.
+    let in_step = |step: &str, pred: &dyn Fn(&Vec<String>) -> bool| {
+        rec.iter().rposition(|r| r.0 == step && pred(&r.2))
+    };
+    let rewind = in_step("rejoin-vps", &|a| a[0].ends_with("/pg_rewind"));
+    let follow = in_step("rejoin-vps", &|a| {
+        a.iter().any(|x| x.ends_with("/standby.signal"))
+    });
+    let start = in_step("rejoin-vps", &|a| a.last().is_some_and(|x| x == "start"));
+    let stop = rewind.and_then(|r| {
+        rec[..r].iter().rposition(|x| {
+            x.1 == "Acts" && x.2.iter().any(|a| a == "stop") && x.2.iter().any(|a| a == "main")
+        })
+    });
+    let shown: Vec<_> = rec.iter().filter(|r| r.1 == "Acts").collect();
     assert!(
         stop.is_some() && rewind.is_some() && follow.is_some() && start.is_some(),
-        "{in_rejoin:?}"
+        "{shown:?}"
     );
     assert!(
         stop < rewind && rewind < follow && follow < start,
-        "{in_rejoin:?}"
+        "{shown:?}"
     );
 
     // Nothing the product ran on the VPS needed a sudo rule it does not print.

@@ -127,7 +127,11 @@ impl Lab {
         };
         for e in rd.flatten() {
             let dir = e.path();
-            let token = std::fs::read_to_string(dir.join("owner")).unwrap_or_default();
+            // No owner file yet: a lab being made by a test running beside this one (its
+            // owner file is renamed into place whole, right after its folder is made).
+            let Ok(token) = std::fs::read_to_string(dir.join("owner")) else {
+                continue;
+            };
             if owner_alive(&token) {
                 continue;
             }
@@ -170,8 +174,10 @@ impl Lab {
         std::fs::create_dir_all(dir.join("machines"))
             .map_err(|e| LabError::io("cannot create", &dir, e))?;
         let token = owner_token(std::process::id()).unwrap_or_default();
-        std::fs::write(dir.join("owner"), token)
-            .map_err(|e| LabError::io("cannot write", dir.join("owner"), e))?;
+        let owner = dir.join("owner");
+        std::fs::write(dir.join(".owner.tmp"), token)
+            .and_then(|()| std::fs::rename(dir.join(".owner.tmp"), &owner))
+            .map_err(|e| LabError::io("cannot write", &owner, e))?;
         let net = net::Net { id: id.clone() };
         let mut lab = Self {
             id: id.clone(),
