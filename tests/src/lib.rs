@@ -16,6 +16,44 @@ use std::time::{Duration, Instant};
 use lab::odoo::Client;
 use lab::{Lab, Machine};
 
+/// promtool (Prometheus' checker): `$PROMTOOL`, else the one `scripts/install-deps` unpacks,
+/// else `promtool` on PATH.
+pub fn promtool() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROMTOOL") {
+        return PathBuf::from(p);
+    }
+    let unpacked = Path::new("/var/cache/odoo-standby-tools/prometheus/usr/bin/promtool");
+    if unpacked.exists() {
+        return unpacked.to_owned();
+    }
+    PathBuf::from("promtool")
+}
+
+/// Runs `promtool check metrics` on `text`; panics with promtool's words when it objects.
+pub fn assert_promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool: {e} (bash scripts/install-deps unpacks it)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The `odoo-standby` binary of this workspace with its test hooks (kill points, command
 /// recording), built for this test run's profile: cargo does nothing when it is up to date,
 /// and a binary left by another build (without the hooks) is rebuilt, never used.
@@ -243,6 +281,42 @@ impl LabWorld {
         let out = self.cli(&["status", "vps1", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         (out.status.code().unwrap_or(-1), v[0].clone())
+    }
+
+    /// Asserts that status names the problem `code` in all three of its forms: in the JSON
+    /// (exit 1), in the text table (exit 1) and in `--nagios` (exit 2 or 1 as its severity
+    /// says, the code in the first line). Returns the problem's JSON object.
+    pub fn assert_problem(&self, code: &str) -> serde_json::Value {
+        let (exit, s) = self.status();
+        assert_eq!(exit, 1, "{s}");
+        let found = s["problems"]
+            .as_array()
+            .and_then(|v| v.iter().find(|p| p["code"] == code).cloned())
+            .unwrap_or_else(|| panic!("no problem {code} in {s}"));
+        let text = self.cli(&["status", "vps1"]);
+        let shown = String::from_utf8_lossy(&text.stdout).into_owned();
+        assert_eq!(text.status.code(), Some(1), "{shown}");
+        assert!(
+            shown.contains(&format!(" {code}: ")),
+            "{code} not in:\n{shown}"
+        );
+        let nagios = self.cli(&["status", "vps1", "--nagios"]);
+        let said = String::from_utf8_lossy(&nagios.stdout).into_owned();
+        let worst = s["severity"].as_str().unwrap_or_default();
+        let expect = match worst {
+            "critical" => 2,
+            "warning" => 1,
+            _ => 3,
+        };
+        assert_eq!(nagios.status.code(), Some(expect), "{said}");
+        let first = said.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("ODOO-STANDBY {} - ", worst.to_uppercase()))
+                && first.contains(code)
+                && first.contains(" | "),
+            "{said}"
+        );
+        found
     }
 
     /// Waits until status says healthy (fails after `seconds`).

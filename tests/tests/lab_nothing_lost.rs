@@ -220,9 +220,21 @@ fn split_brain_is_refused_fenced_and_what_the_vps_wrote_is_kept() {
     // Status finds it first and holds it down: no more writes there, not even after a boot.
     let (code, s) = w.status();
     assert_eq!(code, 1, "{s}");
-    let first = s["problems"][0].as_str().unwrap_or_default();
+    assert_eq!(
+        s["problems"][0]["code"], "vps-primary-after-failover",
+        "{s}"
+    );
+    assert_eq!(s["vps_role"], "primary", "{s}");
+    let first = s["problems"][0]["message"].as_str().unwrap_or_default();
     assert!(
         first.contains("PRIMARY after the failover") && first.contains("held it down now"),
+        "{s}"
+    );
+    assert!(
+        s["problems"][0]["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("odoo-standby failback vps1"),
         "{s}"
     );
     assert_held(&w);
@@ -236,6 +248,29 @@ fn split_brain_is_refused_fenced_and_what_the_vps_wrote_is_kept() {
         .exec(&["systemctl", "is-system-running", "--wait"])
         .unwrap();
     assert_held(&w);
+    // Someone starts it by hand as a primary again, twice: the text table and the Nagios
+    // line name it too (and hold it down again each time).
+    for form in [&["status", "vps1"][..], &["status", "vps1", "--nagios"][..]] {
+        w.vps()
+            .run(&["rm", &format!("{VPS_DATA}/standby.signal")])
+            .unwrap();
+        w.vps()
+            .run(&["pg_ctlcluster", "15", "main", "start"])
+            .unwrap();
+        let out = w.cli(form);
+        let (said, _) = text(&out);
+        let nagios = form.len() == 3;
+        assert_eq!(
+            out.status.code(),
+            Some(if nagios { 2 } else { 1 }),
+            "{said}"
+        );
+        assert!(said.contains("vps-primary-after-failover"), "{said}");
+        if nagios {
+            assert!(said.starts_with("ODOO-STANDBY CRITICAL - "), "{said}");
+        }
+        assert_held(&w);
+    }
 
     // Failback finds what the VPS wrote after the split, keeps it here, names it, and asks.
     let out = w.cli(&["failback", "vps1"]);
@@ -397,15 +432,13 @@ fn damage_on_the_backup_is_fetched_again_and_never_copied_back() {
         .unwrap();
     flip(w.backup(), &store_path(FILESTORE, e));
     flip(w.backup(), &store_path(FILESTORE, f));
-    let (code, s) = w.status();
-    assert_eq!(code, 1, "{s}");
+    let damaged = w.assert_problem("files-damaged");
     assert!(
-        s["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p.as_str().unwrap_or("").contains("another size")),
-        "{s}"
+        damaged["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("another size"),
+        "{damaged}"
     );
 
     // Failback: the VPS's good files stay as they are; the damaged one it lacks is named
@@ -451,10 +484,15 @@ fn damage_on_the_backup_is_fetched_again_and_never_copied_back() {
     wait_until("the unrepairable file reported", 60, || {
         let (_, s) = w.status();
         s["problems"].as_array().is_some_and(|p| {
-            p.iter()
-                .any(|p| p.as_str().unwrap_or("").contains("VPS does not have them"))
+            p.iter().any(|p| {
+                p["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("VPS does not have them")
+            })
         })
     });
+    w.assert_problem("files-unrepaired");
 }
 
 #[test]
@@ -555,10 +593,19 @@ fn a_wrong_failback_is_refused_children_die_and_a_lost_slot_is_recloned() {
     w.backup()
         .run(&["pg_ctlcluster", "15", "vps1", "start"])
         .unwrap();
-    let (code, s) = w.status();
-    assert_eq!(code, 1);
-    let first = s["problems"][0].as_str().unwrap_or_default();
-    assert!(first.contains("LOST") && first.contains("--reclone"), "{s}");
+    let lost = w.assert_problem("slot-lost");
+    assert_eq!(lost["severity"], "critical");
+    assert!(
+        lost["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("LOST")
+            && lost["fix"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--reclone"),
+        "{lost}"
+    );
     let out = w.cli(&["protect", "vps1"]);
     let (stdout, err) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}{err}");

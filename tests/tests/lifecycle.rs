@@ -25,6 +25,18 @@ impl T {
     fn new() -> Self {
         let mut sb = Sandbox::new().unwrap();
         let w = sandbox::vps_world(&mut sb, 60).unwrap();
+        // Production runs on the VPS, as in the users' world (its own runtime: the tests
+        // that call this are inside one already).
+        let config = w.config.clone();
+        std::thread::spawn(move || {
+            let cfg = failover::Config::load(&config).unwrap();
+            let env = failover::Env::new(&cfg, &config, "vps1").unwrap();
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(env.there.start(&env.vps_odoo_service()))
+                .unwrap();
+        })
+        .join()
+        .unwrap();
         Self {
             sb,
             w,
@@ -323,6 +335,18 @@ async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
     let t = T::new();
     t.ok(&["protect", "vps1", "--restart-vps"]);
     t.wait_healthy();
+    // The sync service's metrics: promtool accepts them; a standby, up, no error yet.
+    let metrics = t.sb.root().join("metrics/odoo_standby_vps1.prom");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    odoo_standby_tests::assert_promtool_accepts(&text);
+    for line in [
+        "odoo_standby_up{instance_name=\"vps1\"} 1\n",
+        "odoo_standby_role{instance_name=\"vps1\",role=\"standby\"} 1\n",
+        "odoo_standby_sync_errors_total{instance_name=\"vps1\"} 0\n",
+        "odoo_standby_slot_retained_bytes{instance_name=\"vps1\"} ",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
     // A new attachment, so that the next pass must talk to the VPS.
     t.w.vps
         .add_attachments("clientes", &t.w.data_dir, 1, &SizeMix::fixed(500), 99)
@@ -356,6 +380,29 @@ async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
             "{args:?}: {err}"
         );
     }
+    // Status names both: the key, and the sync pass that failed on it.
+    let (code, s) = t.status();
+    assert_eq!(code, 1, "{s}");
+    let codes: Vec<&str> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"vps-host-key-changed"), "{s}");
+    assert!(codes.contains(&"sync-failing"), "{s}");
+    assert_eq!(s["severity"], "critical", "{s}");
+    // The failed passes count in the metrics (the service's, and the one run by hand).
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    odoo_standby_tests::assert_promtool_accepts(&text);
+    assert!(
+        text.contains("odoo_standby_up{instance_name=\"vps1\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("odoo_standby_sync_errors_total{instance_name=\"vps1\"} 0\n"),
+        "{text}"
+    );
 }
 
 /// Every operation looks at both sides first: a failback that never failed over, a second

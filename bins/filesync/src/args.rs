@@ -16,6 +16,8 @@ use host::{SshAuth, SshConfig};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Cli {
+    #[command(flatten)]
+    pub logs: cli::LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -222,7 +224,7 @@ pub fn schedule(a: &ScheduleArgs) -> Result<ExitCode, SyncError> {
     };
     if a.cron {
         for l in s.cron_lines() {
-            println!("{l}");
+            cli::say!("{l}");
         }
     } else if let Some(dir) = &a.write_to {
         for u in s.units() {
@@ -233,11 +235,11 @@ pub fn schedule(a: &ScheduleArgs) -> Result<ExitCode, SyncError> {
                 hint: "check the directory".into(),
                 source: e,
             })?;
-            println!("wrote {}", p.display());
+            cli::say!("wrote {}", p.display());
         }
     } else {
         for u in s.units() {
-            println!("# {}\n{}", u.name, u.text);
+            cli::say!("# {}\n{}", u.name, u.text);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -55,7 +55,7 @@ async fn pass(a: &SyncArgs, w: &mut Watch, quiet: bool) -> Outcome {
     for r in w.pass(&PgStandby(a.local.standby.clone())).await? {
         let db = &r.db;
         if r.fetched > 0 || !quiet {
-            println!(
+            cli::say!(
                 "{db}: {} referenced, {} fetched ({} KiB), {} skipped, {} missing on the VPS",
                 r.referenced,
                 r.fetched,
@@ -65,21 +65,24 @@ async fn pass(a: &SyncArgs, w: &mut Watch, quiet: bool) -> Outcome {
             );
         }
         if a.stats {
-            println!(
+            cli::say!(
                 "{db}: query {} ms, diff {} ms, fetch {} ms, save index {} ms",
-                r.query_ms, r.diff_ms, r.fetch_ms, r.persist_ms
+                r.query_ms,
+                r.diff_ms,
+                r.fetch_ms,
+                r.persist_ms
             );
         }
         for m in &r.missing_on_vps {
-            println!("{db}: MISSING on the VPS: {m}");
+            cli::say!("{db}: MISSING on the VPS: {m}");
         }
         for c in &r.corrupt_on_vps {
-            println!("{db}: CORRUPT on the VPS (content does not match its name): {c}");
+            cli::say!("{db}: CORRUPT on the VPS (content does not match its name): {c}");
         }
         problems |= !r.missing_on_vps.is_empty() || !r.corrupt_on_vps.is_empty();
     }
     if a.stats {
-        println!(
+        cli::say!(
             "pass took {:.3} s, peak memory {} KiB",
             start.elapsed().as_secs_f64(),
             peak_memory_kb()
@@ -104,13 +107,13 @@ async fn audit(a: &args::AuditArgs) -> Outcome {
         reports.push(r);
     }
     if a.json {
-        println!(
+        cli::say!(
             "{}",
             serde_json::to_string_pretty(&reports).unwrap_or_default()
         );
     }
     for r in reports.iter().filter(|_| !a.json) {
-        println!(
+        cli::say!(
             "{}: {} checked, {} missing, {} truncated, {} corrupt",
             r.db,
             r.checked,
@@ -124,7 +127,7 @@ async fn audit(a: &args::AuditArgs) -> Outcome {
             ("CORRUPT", &r.corrupt),
         ] {
             for n in list {
-                println!("{}: {what} {n}", r.db);
+                cli::say!("{}: {what} {n}", r.db);
             }
         }
     }
@@ -159,7 +162,7 @@ async fn prune(a: &args::PruneArgs) -> Outcome {
             &opts,
         )
         .await?;
-        println!(
+        cli::say!(
             "{db}: {} files, {} unreferenced ({} seen so for the first time), {verb} {} ({} KiB)",
             r.present,
             r.unreferenced,
@@ -168,7 +171,7 @@ async fn prune(a: &args::PruneArgs) -> Outcome {
             r.bytes / 1024
         );
         for n in &r.removed {
-            println!("{db}: {verb} {n}");
+            cli::say!("{db}: {verb} {n}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -185,9 +188,12 @@ async fn ssh_setup(a: &args::SshSetupArgs) -> Outcome {
     };
     let given = a.confirm_fingerprint.clone();
     let confirm = |k: &host::ScannedKey| -> filesync::Result<String> {
-        println!(
+        cli::say!(
             "{}:{} offers {} key {}",
-            cfg.host, cfg.port, k.key_type, k.fingerprint
+            cfg.host,
+            cfg.port,
+            k.key_type,
+            k.fingerprint
         );
         if let Some(f) = given {
             return Ok(f);
@@ -220,7 +226,7 @@ async fn ssh_setup(a: &args::SshSetupArgs) -> Outcome {
     } else {
         "already installed"
     };
-    println!(
+    cli::say!(
         "key {done} on the VPS; Host {} in {}",
         a.alias,
         r.config.display()
@@ -258,7 +264,7 @@ async fn run(cli: Cli) -> Outcome {
                 &mut show,
             )
             .await?;
-            println!(
+            cli::say!(
                 "copied {} into {}",
                 a.vps.remote_data_dir.display(),
                 a.dest.display()
@@ -274,6 +280,7 @@ async fn run(cli: Cli) -> Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::init_logs(&cli.logs);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

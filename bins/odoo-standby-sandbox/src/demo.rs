@@ -23,7 +23,7 @@ pub struct DemoArgs {
 }
 
 fn step(t0: Instant, what: &str) {
-    println!("\n[{:>6.2}s] == {what}", t0.elapsed().as_secs_f64());
+    cli::say!("\n[{:>6.2}s] == {what}", t0.elapsed().as_secs_f64());
 }
 
 /// Every `store_fname` the database references.
@@ -62,7 +62,7 @@ async fn wait_healthy(env: &Env, limit: Duration) -> failover::InstanceStatus {
 }
 
 fn show(s: &failover::InstanceStatus) {
-    println!(
+    cli::say!(
         "  {}: {} ({}), lag {} bytes, {} file(s) missing, odoo unit {}, syncs {}",
         s.name,
         if s.healthy { "healthy" } else { "UNHEALTHY" },
@@ -75,7 +75,7 @@ fn show(s: &failover::InstanceStatus) {
         s.syncs
     );
     for p in &s.problems {
-        println!("    - {p}");
+        cli::say!("    - {p}");
     }
 }
 
@@ -89,13 +89,15 @@ impl DemoArgs {
         );
         let mut sb = Sandbox::new()?;
         let w = sandbox::vps_world(&mut sb, self.attachments)?;
-        println!(
+        cli::say!(
             "  root {}, config {}",
             sb.root().display(),
             w.config.display()
         );
         let cfg = Config::load(&w.config)?;
         let env = Env::new(&cfg, &w.config, "vps1")?;
+        // Production runs on the VPS, as in the users' world.
+        env.there.start(&env.vps_odoo_service()).await?;
         let result = self.lifecycle(t0, &mut sb, &w, &env).await;
         // Whatever happened: stop the services the run started, then the servers.
         for (sup, svc) in [
@@ -158,7 +160,7 @@ impl DemoArgs {
         let clock = Instant::now();
         failover::start(env, Operation::Failover, &opts, &Term).await?;
         let failover_s = clock.elapsed().as_secs_f64();
-        println!("  failover took {failover_s:.1} s (command start to Odoo unit started)");
+        cli::say!("  failover took {failover_s:.1} s (command start to Odoo unit started)");
 
         step(
             t0,
@@ -184,7 +186,7 @@ impl DemoArgs {
         step(t0, "odoo-standby failback vps1");
         let clock = Instant::now();
         failover::start(env, Operation::Failback, &opts, &Term).await?;
-        println!("  failback took {:.1} s", clock.elapsed().as_secs_f64());
+        cli::say!("  failback took {:.1} s", clock.elapsed().as_secs_f64());
 
         step(t0, "odoo-standby status");
         let s = wait_healthy(env, Duration::from_secs(30)).await;
@@ -202,20 +204,22 @@ impl DemoArgs {
         let want_files = names.len();
         let lost_rows = (want_rows - rows_vps.min(rows_backup)).max(0);
         let lost_files = want_files - files_vps.min(files_backup);
-        println!();
-        println!("{:<28} {:>10} {:>10}", "", "VPS", "backup");
-        println!(
+        cli::say!();
+        cli::say!("{:<28} {:>10} {:>10}", "", "VPS", "backup");
+        cli::say!(
             "{:<28} {:>10} {:>10}",
-            "orders committed: 150", rows_vps, rows_backup
+            "orders committed: 150",
+            rows_vps,
+            rows_backup
         );
-        println!(
+        cli::say!(
             "{:<28} {:>10} {:>10}",
             format!("files referenced: {want_files}"),
             files_vps,
             files_backup
         );
-        println!("lost: {} rows, {} files", lost_rows, lost_files);
-        println!("failover time: {failover_s:.1} s");
+        cli::say!("lost: {} rows, {} files", lost_rows, lost_files);
+        cli::say!("failover time: {failover_s:.1} s");
         Ok(if lost_rows == 0 && lost_files == 0 && s.healthy {
             ExitCode::SUCCESS
         } else {

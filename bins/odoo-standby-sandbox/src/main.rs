@@ -20,6 +20,8 @@ use failover::report;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    logs: cli::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +46,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let parsed = Cli::parse();
+    cli::init_logs(&parsed.logs);
+    match parsed.command {
         Command::Up { dir, attachments } => report(sandbox_cmd::up(&dir, attachments)),
         Command::Down { dir } => report(sandbox_cmd::down(&dir)),
         Command::Demo(args) => {

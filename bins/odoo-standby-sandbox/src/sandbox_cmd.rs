@@ -44,15 +44,15 @@ pub fn up(dir: &Path, attachments: usize) -> Result<ExitCode, Box<dyn Error>> {
         root.join("sandbox.json"),
         serde_json::to_string_pretty(&description)?,
     )?;
-    println!("sandbox up in {}", root.display());
-    println!(
+    cli::say!("sandbox up in {}", root.display());
+    cli::say!(
         "  VPS PostgreSQL on 127.0.0.1:{} (database clientes, {attachments} attachments)",
         vps.port()
     );
-    println!("  VPS sshd on 127.0.0.1:{} ({})", sshd.port, sshd.target());
-    println!("  config: {}", config_path.display());
-    println!("  servers: {}", root.join("sandbox.json").display());
-    println!("stop it with: odoo-standby sandbox down {}", root.display());
+    cli::say!("  VPS sshd on 127.0.0.1:{} ({})", sshd.port, sshd.target());
+    cli::say!("  config: {}", config_path.display());
+    cli::say!("  servers: {}", root.join("sandbox.json").display());
+    cli::say!("stop it with: odoo-standby sandbox down {}", root.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -78,7 +78,7 @@ pub fn down(dir: &Path) -> Result<ExitCode, Box<dyn Error>> {
         .unwrap_or_default();
     let root = std::fs::canonicalize(dir)?;
     let signalled = sandbox::stop_detached(&root, &pids);
-    println!(
+    cli::say!(
         "sandbox down in {}: {signalled} process(es) stopped; files kept",
         root.display()
     );

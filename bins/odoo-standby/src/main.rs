@@ -5,6 +5,7 @@
 //! `failover` crate. (The one-machine sandbox and its demo are `odoo-standby-sandbox`.)
 
 mod ops;
+mod show;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,8 @@ use failover::report;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    logs: cli::LogArgs,
     /// The configuration file.
     #[arg(
         short,
@@ -85,13 +88,23 @@ enum Command {
         /// The instance.
         name: String,
     },
-    /// Health of every instance (or one). Exit 0 healthy, 1 something unhealthy, 2 error.
+    /// Health of every instance (or one), checked in parallel: one table, then every
+    /// problem with its fix. Exit 0 healthy, 1 a problem, 2 error; with --nagios 0 OK,
+    /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Status {
         /// Only this instance.
         name: Option<String>,
-        /// JSON.
-        #[arg(long)]
+        /// JSON: one object per instance (fields documented in the failover crate's status
+        /// module; problems carry a stable `code`).
+        #[arg(long, conflicts_with = "nagios")]
         json: bool,
+        /// The Nagios plugin format, with perfdata.
+        #[arg(long)]
+        nagios: bool,
+        /// Seconds each instance's checks may take; one that does not answer is reported
+        /// UNKNOWN and does not hold up the others.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     /// One file-sync pass for an instance (`--watch`: one every few seconds, what the sync
     /// service runs).
@@ -109,6 +122,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::init_logs(&cli.logs);
     let config = cli.config;
     match cli.command {
         Command::Init => {
@@ -151,8 +165,29 @@ fn main() -> ExitCode {
             ops::resume(&config, &name, opts).await
         }),
         Command::Abort { name } => block_on(async move { ops::abort(&config, &name).await }),
-        Command::Status { name, json } => {
-            block_on(async move { ops::status(&config, name.as_deref(), json).await })
+        Command::Status {
+            name,
+            json,
+            nagios,
+            timeout,
+        } => {
+            let format = if nagios {
+                ops::StatusFormat::Nagios
+            } else if json {
+                ops::StatusFormat::Json
+            } else {
+                ops::StatusFormat::Text
+            };
+            let code = block_on(async move {
+                let limit = std::time::Duration::from_secs(timeout.max(1));
+                ops::status(&config, name.as_deref(), format, limit).await
+            });
+            // A config Nagios cannot read is UNKNOWN, not CRITICAL.
+            if nagios && code == ExitCode::from(2) {
+                ExitCode::from(3)
+            } else {
+                code
+            }
         }
         Command::Sync {
             name,
@@ -171,7 +206,13 @@ fn block_on(
         .enable_all()
         .build()
     {
-        Ok(rt) => report(rt.block_on(f)),
+        Ok(rt) => {
+            let code = report(rt.block_on(f));
+            // A check left behind by a time limit (a blocking SSH read) must not hold the
+            // exit: the process ends and the kernel closes its sockets.
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(2)
@@ -182,7 +223,7 @@ fn block_on(
 /// Validates a config file and summarizes it.
 fn check(config: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cfg = failover::Config::load(config)?;
-    println!(
+    cli::say!(
         "{}: valid; backup {} (PostgreSQL {}), {} instance(s):",
         config.display(),
         cfg.backup.address,
@@ -190,9 +231,11 @@ fn check(config: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error
         cfg.instances.len()
     );
     for i in &cfg.instances {
-        println!(
+        cli::say!(
             "  {}: ssh {}, standby port {}",
-            i.name, i.ssh, i.standby_port
+            i.name,
+            i.ssh,
+            i.standby_port
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -73,7 +73,7 @@ pub async fn operation(
     if args.dry_run {
         let plan = Plan::new(op, &env);
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            cli::say!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
             print!("{}", plan.render());
         }
@@ -81,7 +81,7 @@ pub async fn operation(
     }
     let clock = std::time::Instant::now();
     failover::start(&env, op, &opts, &Term).await?;
-    println!(
+    cli::say!(
         "{} of {} complete in {:.1} s",
         op.as_str(),
         env.name(),
@@ -95,12 +95,12 @@ pub async fn operation(
 
 fn print_left_to_do(env: &Env) {
     let site = env.layout.dir().join(format!("nginx_{}.conf", env.name()));
-    println!("Left to you:");
-    println!(
+    cli::say!("Left to you:");
+    cli::say!(
         "  - point the VPS's DNS name to this server ({})",
         env.cfg.backup.address
     );
-    println!(
+    cli::say!(
         "  - enable the nginx site: ln -s {} /etc/nginx/sites-enabled/ && nginx -t && systemctl reload nginx (check its server_name first)",
         site.display()
     );
@@ -122,12 +122,12 @@ pub async fn resume(
     let env = env(config, name)?;
     match failover::resume(&env, &opts, &Term).await? {
         Some(op) => {
-            println!("resumed {} of {name} complete", op.as_str());
+            cli::say!("resumed {} of {name} complete", op.as_str());
             if op == Operation::Failover {
                 print_left_to_do(&env);
             }
         }
-        None => println!("nothing to resume for {name}"),
+        None => cli::say!("nothing to resume for {name}"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -136,11 +136,11 @@ pub async fn resume(
 pub async fn abort(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>> {
     let env = env(config, name)?;
     let Some(a) = failover::abort(&env)? else {
-        println!("{name}: no operation is interrupted; nothing to abort");
+        cli::say!("{name}: no operation is interrupted; nothing to abort");
         return Ok(ExitCode::SUCCESS);
     };
     let op = &a.current.operation;
-    println!(
+    cli::say!(
         "{name}: the interrupted {op} (run {}) is set aside ({}); nothing was changed on either machine",
         a.current.run,
         env.state.aborted().display()
@@ -152,37 +152,37 @@ pub async fn abort(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>
             v.join(", ")
         }
     };
-    println!("  done by that run (its journal): {}", list(&a.done));
-    println!(
+    cli::say!("  done by that run (its journal): {}", list(&a.done));
+    cli::say!(
         "  not recorded done: {} (the first may have acted before the run ended; every step checks before it acts)",
         list(&a.not_done)
     );
-    println!("  left as it is now:");
+    cli::say!("  left as it is now:");
     match failover::Sides::read(&env).await {
         Ok(s) => {
-            println!("    the cluster here ({}) {}", env.standby.label(), s.here);
-            println!(
+            cli::say!("    the cluster here ({}) {}", env.standby.label(), s.here);
+            cli::say!(
                 "    the VPS's cluster ({}) {}",
                 env.vps_cluster.label(),
                 s.vps
             );
         }
-        Err(e) => println!("    the clusters: cannot tell ({})", failover::chain(&e)),
+        Err(e) => cli::say!("    the clusters: cannot tell ({})", failover::chain(&e)),
     }
     let active = |b: Result<bool, failover::FailoverError>| match b {
         Ok(true) => "runs".to_owned(),
         Ok(false) => "does not run".to_owned(),
         Err(e) => format!("cannot tell ({})", failover::chain(&e)),
     };
-    println!(
+    cli::say!(
         "    Odoo here: {}",
         active(env.here.is_active(&env.odoo_service()).await)
     );
-    println!(
+    cli::say!(
         "    Odoo on the VPS: {}",
         active(env.there.is_active(&env.vps_odoo_service()).await)
     );
-    println!(
+    cli::say!(
         "    the file syncs here: {}",
         if env.state.paused().exists() {
             "paused (a failover holds them)"
@@ -190,62 +190,53 @@ pub async fn abort(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>
             "not paused"
         }
     );
-    println!(
+    cli::say!(
         "  next: `odoo-standby status {name}`, then the operation that fits the roles above (each step checks what is already in place); a {op} starts again from its first step"
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// `status [NAME] [--json]`: exit 0 healthy, 1 something unhealthy.
+/// How `status` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// One table for all instances, then each problem with its fix.
+    Text,
+    /// [`failover::InstanceStatus`] per instance, as an array.
+    Json,
+    /// The Nagios plugin format: one line, perfdata, then a line per problem.
+    Nagios,
+}
+
+/// `status [NAME]`: text and JSON exit 0 healthy, 1 a problem; `--nagios` exits 0 OK,
+/// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 pub async fn status(
     config: &Path,
     name: Option<&str>,
-    json: bool,
+    format: StatusFormat,
+    limit: Duration,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let cfg = Config::load(config)?;
     let names: Vec<String> = match name {
         Some(n) => vec![cfg.instance(n)?.name.clone()],
         None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
     };
-    let mut all = Vec::new();
+    let mut envs = Vec::new();
     for n in &names {
-        let env = Env::new(&cfg, config, n)?;
-        all.push(failover::status(&env).await);
+        envs.push(Env::new(&cfg, config, n)?);
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
-    } else {
-        for s in &all {
-            println!(
-                "{}: {} ({}); lag {} bytes, {} s; slot holds {} bytes; {} file(s) missing; last sync {}; odoo unit {}, syncs {}",
-                s.name,
-                if s.healthy { "healthy" } else { "UNHEALTHY" },
-                s.role,
-                opt(s.db.lag_bytes),
-                s.db.lag_seconds.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-                opt(s.db.slot_retained_bytes),
-                s.files.missing,
-                s.files
-                    .last_sync_age_seconds
-                    .map(|a| format!("{a} s ago"))
-                    .unwrap_or_else(|| "never".into()),
-                s.odoo_unit,
-                s.syncs
-            );
-            for p in &s.problems {
-                println!("  - {p}");
-            }
-        }
-    }
-    Ok(if all.iter().all(|s| s.healthy) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    let all = failover::status_all(envs, limit).await;
+    let out = match format {
+        StatusFormat::Json => format!("{}\n", serde_json::to_string_pretty(&all)?),
+        StatusFormat::Text => crate::show::table(&all, crate::show::colour()),
+        StatusFormat::Nagios => crate::show::nagios(&all),
+    };
+    cli::say(&out);
+    let worst = all.iter().filter_map(|s| s.severity).max();
+    Ok(match (format, worst) {
+        (_, None) => ExitCode::SUCCESS,
+        (StatusFormat::Nagios, Some(w)) => ExitCode::from(w.nagios_code()),
+        _ => ExitCode::from(1),
     })
-}
-
-fn opt(v: Option<i64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
 /// `sync NAME [--watch]`.
@@ -261,11 +252,11 @@ pub async fn sync(
         return Ok(ExitCode::SUCCESS);
     }
     match failover::sync_pass(&env, &mut failover::Passes::default()).await? {
-        None => println!(
+        None => cli::say!(
             "{name}: syncs are paused ({} exists: a failover holds this instance)",
             failover::paused_file(&env).display()
         ),
-        Some(n) => println!("{name}: {n} file(s) fetched"),
+        Some(n) => cli::say!("{name}: {n} file(s) fetched"),
     }
     Ok(ExitCode::SUCCESS)
 }

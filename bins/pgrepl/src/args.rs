@@ -22,6 +22,8 @@ use pgrepl::{Cluster, DebianCluster, Name, PgreplError, PlainCluster, Upstream};
 #[command(version, about, long_about)]
 pub struct Cli {
     #[command(flatten)]
+    pub logs: cli::LogArgs,
+    #[command(flatten)]
     pub remote: Remote,
     #[command(subcommand)]
     pub command: Command,

@@ -47,7 +47,7 @@ fn progress_printer() -> impl FnMut(pgrepl::Progress) + Send {
 
 fn json_or<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce()) {
     if json {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        cli::say!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
         text();
     }
@@ -92,20 +92,20 @@ async fn prepare(a: PrepareArgs, remote: &Remote) -> Outcome {
     let wrote = pgrepl::pgpass::upsert(&local, &a.pgpass, &a.pgpass_owner, &lines).await?;
     json_or(a.json, &report, || {
         if report.changes.is_empty() {
-            println!("{}: already prepared, nothing changed", db.server());
+            cli::say!("{}: already prepared, nothing changed", db.server());
         }
         for c in &report.changes {
-            println!("changed: {c}");
+            cli::say!("changed: {c}");
         }
         if wrote {
-            println!(
+            cli::say!(
                 "changed: {} (0600, owner {})",
                 a.pgpass.display(),
                 a.pgpass_owner
             );
         }
         if !report.restart_needed.is_empty() {
-            println!(
+            cli::say!(
                 "restart needed for: {} (e.g. systemctl restart postgresql@<version>-<name>)",
                 report.restart_needed.join(", ")
             );
@@ -117,7 +117,7 @@ async fn prepare(a: PrepareArgs, remote: &Remote) -> Outcome {
 async fn status(a: StatusArgs, remote: &Remote) -> Outcome {
     let db = sql_for(&a.conn, &a.cluster, remote).await?;
     let st = pgrepl::status(db.as_ref()).await?;
-    json_or(a.json, &st, || println!("{}: {st}", db.server()));
+    json_or(a.json, &st, || cli::say!("{}: {st}", db.server()));
     Ok(ExitCode::from(u8::from(!st.is_healthy())))
 }
 
@@ -131,7 +131,7 @@ async fn slots(a: SlotsArgs, remote: &Remote) -> Outcome {
         } else {
             "exists already, nothing changed"
         };
-        println!("slot {n}: {what}");
+        cli::say!("slot {n}: {what}");
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(name) = &a.drop {
@@ -142,7 +142,7 @@ async fn slots(a: SlotsArgs, remote: &Remote) -> Outcome {
         } else {
             "not there, nothing changed"
         };
-        println!("slot {n}: {what}");
+        cli::say!("slot {n}: {what}");
         return Ok(ExitCode::SUCCESS);
     }
     let problems =
@@ -153,7 +153,7 @@ async fn slots(a: SlotsArgs, remote: &Remote) -> Outcome {
         &serde_json::json!({"slots": slots, "problems": problems}),
         || {
             for s in &slots {
-                println!(
+                cli::say!(
                     "{} {} active={} retains {} MB",
                     s.name,
                     s.slot_type,
@@ -162,7 +162,7 @@ async fn slots(a: SlotsArgs, remote: &Remote) -> Outcome {
                 );
             }
             for p in &problems {
-                println!("PROBLEM {}: {}", p.slot.name, p.reason);
+                cli::say!("PROBLEM {}: {}", p.slot.name, p.reason);
             }
         },
     );
@@ -177,7 +177,7 @@ async fn run(cli: Cli) -> Outcome {
             let cluster = a.cluster.build(remote.host()?)?;
             let up = a.upstream.build()?;
             let out = pgrepl::clone_standby(cluster.as_ref(), &up, &mut progress_printer()).await?;
-            println!(
+            cli::say!(
                 "{} from {}:{} through slot {}: {out}",
                 cluster.label(),
                 up.host,
@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Promote(a) => {
             let db = sql_for(&a.conn, &a.cluster, remote).await?;
             let out = pgrepl::promote(db.as_ref(), Duration::from_secs(a.timeout)).await?;
-            println!("{}: {out}", db.server());
+            cli::say!("{}: {out}", db.server());
             Ok(ExitCode::SUCCESS)
         }
         Command::Rejoin(a) => {
@@ -203,7 +203,7 @@ async fn run(cli: Cli) -> Outcome {
             };
             let out =
                 pgrepl::rejoin(cluster.as_ref(), &admin, &opts, &mut progress_printer()).await?;
-            println!("{}: {out}", cluster.label());
+            cli::say!("{}: {out}", cluster.label());
             Ok(ExitCode::SUCCESS)
         }
         Command::Slots(a) => slots(a, remote).await,
@@ -212,6 +212,7 @@ async fn run(cli: Cli) -> Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::init_logs(&cli.logs);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

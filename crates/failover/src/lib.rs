@@ -28,7 +28,9 @@ mod error;
 mod hooks;
 mod instance;
 mod journal;
+pub mod metrics;
 mod plan;
+pub mod problem;
 mod runner;
 mod services;
 mod sides;
@@ -39,16 +41,22 @@ mod sudoers;
 mod sync;
 mod vps;
 
-pub use config::{Backup, Config, ConfigError, Instance, ServiceKind, EXAMPLE};
+pub use config::{
+    Backup, Config, ConfigError, Instance, ServiceKind, DEFAULT_METRICS_DIR, EXAMPLE,
+};
 pub use env::{rows, Env, Hosts, REPLICA_USER, REWIND_USER};
 pub use error::{chain, eprint, report, ErrorKind, FailoverError, Result};
 pub use journal::{Current, Entry, Journal};
 pub use plan::{Operation, Out, Plan, PlannedStep, Reporter, RunOptions, Term};
+pub use problem::{Problem, Severity};
 pub use runner::{abort, resume, run_steps, start, Aborted};
 pub use services::{Service, Supervised, Supervisor, Systemd};
 pub use sides::{check_fits, here_role, HereRole, Sides};
 pub use state::StateDir;
-pub use status::{audit_files, missing_files, status, DbHealth, FilesHealth, InstanceStatus};
+pub use status::{
+    audit_files, limits, missing_files, status, status_all, DbHealth, DiskHealth, FilesHealth,
+    InstanceStatus,
+};
 pub use steps::{lost_path, Run, Step};
 pub use sudoers::{vps_root_commands, vps_sudoers};
 pub use sync::{sync_pass, watch, ClusterDbs, Passes, SyncState};

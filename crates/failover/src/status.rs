@@ -1,11 +1,19 @@
-//! `odoo-standby status`: per instance, the role of the cluster here, replication lag and
-//! the WAL its slot holds on the VPS, referenced files missing here, the last good sync pass,
-//! the state of the units, and whether an operation was interrupted.
+//! `odoo-standby status`: per instance, every problem found, named ([`Problem`]): the role
+//! of the cluster here and of the VPS's, replication (receiver, lag, the WAL its slot holds,
+//! a lost slot), the files (missing, damaged, the sync's last error and age), the units on
+//! both sides, free disk here, and an interrupted operation. Instances are checked in
+//! parallel, each within its own time limit ([`status_all`]).
+//!
+//! The JSON form is [`InstanceStatus`] serialized, field by field as documented here; new
+//! fields may be added, none is renamed or removed.
+
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::env::Env;
 use crate::error::{chain, FailoverError, Result};
+use crate::problem::{bytes, seconds, Problem, Severity};
 use crate::sync::SyncState;
 
 /// The filestore here against the database, per database: referenced files missing, and
@@ -76,45 +84,191 @@ pub struct FilesHealth {
     pub hash_round_at: Option<u64>,
 }
 
-/// One instance.
+/// Free space here, on the filesystem of the standby's data directory or of the filestore,
+/// whichever has less.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DiskHealth {
+    /// The folder measured.
+    pub path: String,
+    /// Bytes free for an unprivileged writer.
+    pub free_bytes: u64,
+    /// The filesystem's size in bytes.
+    pub size_bytes: u64,
+}
+
+/// One instance, as `status --json` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct InstanceStatus {
     /// The instance.
     pub name: String,
-    /// The cluster here: `standby`, `primary` (failed over) or `down`.
+    /// The cluster here: `standby`, `primary` (failed over), `down`, or `unknown` (the checks
+    /// did not end in time).
     pub role: String,
-    /// Everything as it should be for its role.
+    /// The VPS's cluster as seen from here: `primary`, `standby`, `stopped`, or `null` when it
+    /// was not asked or did not answer.
+    pub vps_role: Option<String>,
+    /// No problem at all.
     pub healthy: bool,
-    /// What is not, in words.
-    pub problems: Vec<String>,
+    /// The worst problem's severity (`warning`, `unknown`, `critical`), `null` when healthy.
+    pub severity: Option<Severity>,
+    /// Every problem found, worst first.
+    pub problems: Vec<Problem>,
     /// Replication.
     pub db: DbHealth,
     /// Files.
     pub files: FilesHealth,
+    /// Free disk here.
+    pub disk: Option<DiskHealth>,
     /// The Odoo unit here: `active` or `inactive`.
     pub odoo_unit: String,
+    /// The VPS's Odoo unit: `active`, `inactive`, or `null` when not asked (failed over, or the
+    /// VPS unreachable).
+    pub vps_odoo_unit: Option<String>,
     /// The sync service here: `active` or `inactive`.
     pub syncs: String,
     /// An operation that was interrupted (resume it).
     pub interrupted: Option<String>,
+    /// How long the checks took, in seconds.
+    pub checked_in_seconds: f64,
 }
 
-/// Lag above this is reported as a problem.
-const LAG_LIMIT: i64 = 16 << 20;
+/// Thresholds of the graded problems.
+pub mod limits {
+    /// Replication lag in bytes: warning, critical.
+    pub const LAG_BYTES: (f64, f64) = ((16u64 << 20) as f64, (1u64 << 30) as f64);
+    /// Replication lag in seconds: warning, critical.
+    pub const LAG_SECONDS: (f64, f64) = (60.0, 600.0);
+    /// WAL a slot holds on the VPS, bytes: warning, critical.
+    pub const SLOT_BYTES: (f64, f64) = ((1u64 << 30) as f64, (8u64 << 30) as f64);
+    /// Seconds since the last good sync pass: warning, critical.
+    pub const SYNC_AGE: (f64, f64) = (120.0, 900.0);
+    /// Percent of the disk used here: warning, critical.
+    pub const DISK_USED_PERCENT: (f64, f64) = (90.0, 95.0);
+}
 
 fn active(b: bool) -> String {
     if b { "active" } else { "inactive" }.into()
 }
 
+/// Whether an error (or one of its causes) is a changed SSH host key.
+fn host_key_changed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if matches!(
+            c.downcast_ref::<host::HostError>(),
+            Some(host::HostError::HostKeyChanged { .. })
+        ) {
+            return true;
+        }
+        cur = c.source();
+    }
+    let text = chain(e);
+    text.contains("host key of") && text.contains("CHANGED")
+}
+
+/// The statuses of `envs`, checked in parallel, each within `limit`: an instance whose checks
+/// do not end in time gets one `status-timeout` problem (severity unknown) and the others
+/// are not held up by it.
+pub async fn status_all(envs: Vec<Env>, limit: Duration) -> Vec<InstanceStatus> {
+    let tasks: Vec<_> = envs
+        .into_iter()
+        .map(|env| {
+            let name = env.name().to_owned();
+            let task =
+                tokio::spawn(async move { tokio::time::timeout(limit, status(&env)).await.ok() });
+            (name, task)
+        })
+        .collect();
+    let mut all = Vec::new();
+    for (name, task) in tasks {
+        let s = match task.await {
+            Ok(Some(s)) => s,
+            Ok(None) => unknown(
+                &name,
+                limit,
+                Problem {
+                    code: "status-timeout",
+                    severity: Severity::Unknown,
+                    message: format!(
+                        "the checks of {name} did not end within {} s (a machine that accepts connections and does not answer?)",
+                        limit.as_secs()
+                    ),
+                    fix: format!("`odoo-standby status {name} --timeout 120` waits longer"),
+                },
+            ),
+            Err(e) => unknown(
+                &name,
+                limit,
+                Problem {
+                    code: "status-timeout",
+                    severity: Severity::Unknown,
+                    message: format!("the checks of {name} ended abnormally: {e}"),
+                    fix: format!("run `odoo-standby status {name}` again"),
+                },
+            ),
+        };
+        all.push(s);
+    }
+    all
+}
+
+fn unknown(name: &str, limit: Duration, p: Problem) -> InstanceStatus {
+    InstanceStatus {
+        name: name.to_owned(),
+        role: "unknown".into(),
+        vps_role: None,
+        healthy: false,
+        severity: Some(p.severity),
+        problems: vec![p],
+        db: DbHealth::default(),
+        files: FilesHealth::default(),
+        disk: None,
+        odoo_unit: "unknown".into(),
+        vps_odoo_unit: None,
+        syncs: "unknown".into(),
+        interrupted: None,
+        checked_in_seconds: limit.as_secs_f64(),
+    }
+}
+
+/// Free space on the filesystems of `paths` (the least), by `df`.
+async fn disk(env: &Env, paths: &[std::path::PathBuf]) -> Option<DiskHealth> {
+    let spec = host::CommandSpec::new("df")
+        .args(["-P", "-B1"])
+        .args(paths.iter().map(|p| p.display().to_string()))
+        .asks()
+        .timeout(Duration::from_secs(10));
+    let out = env.local.run_unchecked(&spec).await.ok()?;
+    out.stdout_text()
+        .lines()
+        .skip(1)
+        .zip(paths)
+        .filter_map(|(l, p)| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(DiskHealth {
+                path: p.display().to_string(),
+                size_bytes: f.get(1)?.parse().ok()?,
+                free_bytes: f.get(3)?.parse().ok()?,
+            })
+        })
+        .min_by_key(|d| d.free_bytes)
+}
+
 /// The status of the instance of `env`. Never fails: what cannot be read is a problem.
 pub async fn status(env: &Env) -> InstanceStatus {
+    let clock = Instant::now();
+    let name = env.name().to_owned();
     let mut problems = Vec::new();
     let mut db = DbHealth::default();
+    let mut vps_role = None;
+    let mut vps_odoo_unit = None;
     let running = env.standby.is_running().await.unwrap_or(false);
+    let label = env.standby.label();
     let role = if !running {
-        problems.push(format!(
-            "the cluster {} is not running",
-            env.standby.label()
+        problems.push(Problem::critical(
+            "standby-down",
+            format!("the cluster {label} here is not running"),
+            format!("start it (pg_ctlcluster {} start, or systemctl start postgresql), then `odoo-standby status {name}`", label.replace('/', " ")),
         ));
         "down".to_owned()
     } else {
@@ -122,78 +276,97 @@ pub async fn status(env: &Env) -> InstanceStatus {
             Ok(pgrepl::Status::Standby(s)) => {
                 db.receiver = s.receiver_status.clone();
                 if s.receiver_status.as_deref() != Some("streaming") {
-                    problems.push(format!(
-                        "the standby does not stream (receiver: {})",
-                        s.receiver_status.as_deref().unwrap_or("none")
+                    problems.push(Problem::critical(
+                        "not-streaming",
+                        format!(
+                            "the standby does not stream (receiver: {})",
+                            s.receiver_status.as_deref().unwrap_or("none")
+                        ),
+                        format!("read the cluster's log here (/var/log/postgresql/postgresql-{}.log); `odoo-standby protect {name}` checks and repairs the setup", label.replace('/', "-")),
                     ));
                 }
                 "standby".to_owned()
             }
             Ok(pgrepl::Status::Primary(_)) => {
-                problems.push("failed over: production runs here and is not protected; run `odoo-standby failback` when the VPS is back".into());
+                problems.push(Problem::warning(
+                    "failed-over",
+                    "failed over: production runs here and is not protected",
+                    format!("`odoo-standby failback {name}` when the VPS is back"),
+                ));
                 "primary".to_owned()
             }
             Err(e) => {
-                problems.push(format!("cannot read the cluster here: {}", chain(&e)));
+                problems.push(Problem::critical(
+                    "standby-unreadable",
+                    format!("cannot read the cluster here: {}", chain(&e)),
+                    format!(
+                        "check that {label} accepts local connections as {}",
+                        env.cfg.backup.pg_os_user
+                    ),
+                ));
                 "down".to_owned()
             }
         }
     };
-    if role == "standby" {
+    // A stopped standby still has its slot on the VPS, holding WAL: read it too.
+    if role == "standby" || role == "down" {
         // The limit is psql's own: the SSH connection is freed when it runs out.
         let vps = env
             .vps_psql("postgres")
-            .with_timeout(std::time::Duration::from_secs(15));
-        match tokio::time::timeout(std::time::Duration::from_secs(20), pgrepl::status(&vps)).await {
-            Ok(r) => match r {
-                Ok(pgrepl::Status::Primary(p)) => {
-                    if let Some(r) = p.replicas.iter().find(|r| r.application_name == env.name()) {
-                        db.lag_bytes = r.lag_bytes;
-                        db.lag_seconds = r.lag_seconds;
-                    } else {
-                        problems.push("the VPS does not see the standby connected".into());
-                    }
-                    match p.slots.iter().find(|s| s.name == env.name()) {
-                        Some(s) => {
-                            db.slot_retained_bytes = s.retained_bytes;
-                            db.slot_active = Some(s.active);
-                            db.slot_wal_status = s.wal_status.clone();
-                            if s.wal_status.as_deref() == Some("lost") {
-                                problems.insert(0, format!(
-                                    "the slot {} on the VPS is LOST: the VPS removed WAL this standby still needed (it was stopped or behind for longer than max_slot_wal_keep_size allows); it can never catch up. Clone it again: odoo-standby protect {} --reclone (its data directory is moved aside)",
-                                    s.name,
-                                    env.name()
-                                ));
-                            } else if s.wal_status.as_deref() == Some("unreserved") {
-                                problems.push(format!(
-                                    "the slot {} on the VPS is about to be lost (wal_status unreserved): the standby must catch up now",
-                                    s.name
-                                ));
-                            }
-                        }
-                        None => problems.push(format!(
-                            "the VPS has no slot {}: run odoo-standby protect {}",
-                            env.name(),
-                            env.name()
-                        )),
-                    }
-                }
-                Ok(_) => problems.push("the VPS's PostgreSQL is not a primary".into()),
-                Err(e) => problems.push(format!(
-                    "cannot read the VPS's replication status: {}",
-                    chain(&e)
-                )),
-            },
-            _ => problems.push(format!(
-                "the VPS's PostgreSQL at {}:{} cannot be reached",
-                env.vps_pg.0, env.vps_pg.1
+            .with_timeout(Duration::from_secs(15));
+        let repl = tokio::time::timeout(Duration::from_secs(20), pgrepl::status(&vps));
+        let vps_odoo = env.vps_odoo_service();
+        let unit = tokio::time::timeout(Duration::from_secs(20), env.there.is_active(&vps_odoo));
+        let (repl, unit) = tokio::join!(repl, unit);
+        match repl {
+            Ok(Ok(pgrepl::Status::Primary(p))) => {
+                vps_role = Some("primary".to_owned());
+                replication(env, &p, role == "standby", &mut db, &mut problems);
+            }
+            Ok(Ok(_)) => {
+                vps_role = Some("standby".to_owned());
+                problems.push(Problem::critical(
+                    "vps-not-primary",
+                    "the VPS's PostgreSQL is not a primary: nothing takes writes, nothing replicates",
+                    format!("look at the VPS's cluster; after a failback that stopped early, `odoo-standby resume {name}`"),
+                ));
+            }
+            Ok(Err(e)) if host_key_changed(&e) => problems.push(Problem::critical(
+                "vps-host-key-changed",
+                format!("the VPS's SSH host key changed: {}", chain(&e)),
+                "verify the new key out of band (ssh-keygen -lf on the VPS) and replace its line in known_hosts",
+            )),
+            Ok(Err(e)) => problems.push(Problem::critical(
+                "vps-unreachable",
+                format!("cannot read the VPS's replication status: {}", chain(&e)),
+                format!("check SSH and PostgreSQL on the VPS ({}:{}); `odoo-standby check --online` names the failing part", env.vps_pg.0, env.vps_pg.1),
+            )),
+            Err(_) => problems.push(Problem::critical(
+                "vps-unreachable",
+                format!(
+                    "the VPS's PostgreSQL at {}:{} did not answer within 20 s",
+                    env.vps_pg.0, env.vps_pg.1
+                ),
+                "check that the VPS is up and reachable from here",
             )),
         }
-        if db.lag_bytes.is_some_and(|l| l > LAG_LIMIT) {
-            problems.push(format!(
-                "replication lag {} MB",
-                db.lag_bytes.unwrap_or(0) >> 20
-            ));
+        if vps_role.is_some() {
+            if let Ok(Ok(up)) = unit {
+                vps_odoo_unit = Some(active(up));
+                if !up {
+                    problems.push(Problem::warning(
+                        "vps-odoo-down",
+                        format!(
+                            "the VPS's Odoo unit {} does not run",
+                            env.vps_odoo_service().unit
+                        ),
+                        format!(
+                            "on the VPS: systemctl status {}",
+                            env.vps_odoo_service().unit
+                        ),
+                    ));
+                }
+            }
         }
     }
     let mut files = FilesHealth::default();
@@ -204,46 +377,86 @@ pub async fn status(env: &Env) -> InstanceStatus {
                 files.wrong_size = v.iter().map(|r| r.truncated.len()).sum();
                 files.missing_by_db = v.into_iter().map(|r| (r.db, r.missing.len())).collect();
             }
-            Err(e) => problems.push(format!("cannot audit the filestore: {}", chain(&e))),
+            Err(e) => problems.push(Problem::warning(
+                "files-unaudited",
+                format!("cannot audit the filestore: {}", chain(&e)),
+                "check the databases here answer and the filestore folder is readable",
+            )),
         }
     }
     if files.missing > 0 {
-        problems.push(format!("{} referenced file(s) missing here", files.missing));
+        let by_db: Vec<String> = files
+            .missing_by_db
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| format!("{n} in {d}"))
+            .collect();
+        problems.push(Problem::warning(
+            "files-missing",
+            format!(
+                "{} referenced file(s) missing here ({})",
+                files.missing,
+                by_db.join(", ")
+            ),
+            if role == "standby" {
+                format!(
+                    "the sync fetches them; if the number does not fall, `journalctl -u {}`",
+                    env.sync_service().unit
+                )
+            } else {
+                "restore them from a file backup".to_owned()
+            },
+        ));
     }
     if files.wrong_size > 0 {
-        problems.push(format!(
-            "{} file(s) here have another size than their row records: damaged{}",
-            files.wrong_size,
+        problems.push(Problem::warning(
+            "files-damaged",
+            format!(
+                "{} file(s) here have another size than their row records: damaged",
+                files.wrong_size
+            ),
             if role == "standby" {
-                " (the sync's next size check fetches them again)"
+                "the sync's next size check moves them aside and fetches them again".to_owned()
             } else {
-                ""
-            }
+                "restore them from a file backup".to_owned()
+            },
         ));
     }
     let st = SyncState::load(env);
     files.last_sync = st.last_ok;
     files.last_sync_age_seconds = st.last_ok.map(|t| crate::journal::now().saturating_sub(t));
-    files.last_error = st.last_error;
+    files.last_error = st.last_error.clone();
     files.repaired = st.repaired;
     files.sizes_checked_at = st.sizes_checked_at;
     files.hash_round_at = st.hash_round_at;
     if !st.damaged.is_empty() {
-        problems.push(format!(
-            "{} file(s) here found damaged by the copy-back, e.g. {}: the next sync pass fetches them again",
-            st.damaged.len(),
-            st.damaged[0]
+        problems.push(Problem::warning(
+            "files-damaged-waiting",
+            format!(
+                "{} file(s) here found damaged by the copy-back, e.g. {}",
+                st.damaged.len(),
+                st.damaged[0]
+            ),
+            "the next sync pass fetches them again",
         ));
     }
     if !st.unrepaired.is_empty() {
-        problems.push(format!(
-            "{} file(s) here were damaged or vanished and the VPS does not have them either, e.g. {}: restore them from a file backup",
-            st.unrepaired.len(),
-            st.unrepaired[0]
+        problems.push(Problem::critical(
+            "files-unrepaired",
+            format!(
+                "{} file(s) here were damaged or vanished and the VPS does not have them either, e.g. {}",
+                st.unrepaired.len(),
+                st.unrepaired[0]
+            ),
+            format!(
+                "restore them from a file backup (the damaged copies are in {})",
+                env.layout.data_dir().join("filestore.damaged").display()
+            ),
         ));
     }
     files.unrepaired = st.unrepaired;
     files.damaged_waiting = st.damaged;
+    let sync_unit = env.sync_service().unit;
     let odoo = env
         .here
         .is_active(&env.odoo_service())
@@ -255,18 +468,94 @@ pub async fn status(env: &Env) -> InstanceStatus {
         .await
         .unwrap_or(false);
     if role == "standby" {
+        if let Some(e) = &files.last_error {
+            problems.push(Problem::warning(
+                "sync-failing",
+                format!("the last sync pass failed: {e}"),
+                format!(
+                    "journalctl -u {sync_unit}; `odoo-standby sync {name}` runs one pass by hand"
+                ),
+            ));
+        }
+        match files.last_sync_age_seconds {
+            Some(age) => problems.extend(Problem::graded(
+                "sync-stale",
+                age as f64,
+                limits::SYNC_AGE,
+                format!("the last good sync pass was {} ago", seconds(age)),
+                format!("journalctl -u {sync_unit}"),
+            )),
+            None => problems.push(Problem::warning(
+                "sync-stale",
+                "no sync pass has succeeded yet",
+                format!(
+                    "journalctl -u {sync_unit}; `odoo-standby sync {name}` runs one pass by hand"
+                ),
+            )),
+        }
         if !syncs {
-            problems.push("the sync service does not run".into());
+            problems.push(Problem::critical(
+                "sync-stopped",
+                format!("the sync service {sync_unit} does not run"),
+                format!("systemctl start {sync_unit}; `odoo-standby protect {name}` checks and repairs the setup"),
+            ));
         }
         if odoo {
-            problems.push("Odoo runs here while this is a standby".into());
+            problems.push(Problem::critical(
+                "odoo-runs-on-standby",
+                format!(
+                    "Odoo ({}) runs here while this is a standby",
+                    env.odoo_service().unit
+                ),
+                format!("systemctl stop {}", env.odoo_service().unit),
+            ));
         }
     }
     if role == "primary" {
+        if !odoo {
+            problems.push(Problem::critical(
+                "odoo-down-here",
+                format!(
+                    "failed over, and Odoo ({}) does not run here",
+                    env.odoo_service().unit
+                ),
+                format!(
+                    "systemctl start {}; journalctl -u {}",
+                    env.odoo_service().unit,
+                    env.odoo_service().unit
+                ),
+            ));
+        }
         // A VPS that comes back after a failover must not take writes: held down here, and
         // said first.
         if let Some(p) = crate::vps::guard_after_failover(env).await {
-            problems.insert(0, p);
+            vps_role = Some(
+                if p.code == "vps-primary-after-failover" {
+                    "primary"
+                } else {
+                    "stopped"
+                }
+                .to_owned(),
+            );
+            problems.push(p);
+        }
+    }
+    let disk = disk(env, &[env.standby.data_dir(), env.layout.data_dir()]).await;
+    if let Some(d) = &disk {
+        if d.size_bytes > 0 {
+            let used = 100.0 - d.free_bytes as f64 * 100.0 / d.size_bytes as f64;
+            problems.extend(Problem::graded(
+                "disk-low",
+                used,
+                limits::DISK_USED_PERCENT,
+                format!(
+                    "{} free of {} on the disk of {} ({used:.0}% used): WAL and files stop when it is full",
+                    bytes(d.free_bytes as i64),
+                    bytes(d.size_bytes as i64),
+                    d.path
+                ),
+                "free space there or grow the filesystem",
+            ));
         }
     }
     let interrupted = std::fs::read_to_string(env.state.current())
@@ -274,20 +563,108 @@ pub async fn status(env: &Env) -> InstanceStatus {
         .and_then(|t| serde_json::from_str::<crate::journal::Current>(&t).ok())
         .map(|c| c.operation);
     if let Some(op) = &interrupted {
-        problems.push(format!(
-            "an interrupted {op}: run `odoo-standby resume {}`",
-            env.name()
+        problems.push(Problem::critical(
+            "interrupted",
+            format!("an interrupted {op}"),
+            format!("`odoo-standby resume {name}`, or `odoo-standby abort {name}` to set it aside"),
         ));
     }
+    // Worst first; the order found within one severity is kept (the stable sort).
+    problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
     InstanceStatus {
-        name: env.name().to_owned(),
+        name,
         healthy: problems.is_empty(),
+        severity: problems.first().map(|p| p.severity),
         role,
+        vps_role,
         problems,
         db,
         files,
+        disk,
         odoo_unit: active(odoo),
+        vps_odoo_unit,
         syncs: active(syncs),
         interrupted,
+        checked_in_seconds: clock.elapsed().as_secs_f64(),
+    }
+}
+
+/// Lag and the slot, read on the VPS.
+fn replication(
+    env: &Env,
+    p: &pgrepl::PrimaryStatus,
+    runs_here: bool,
+    db: &mut DbHealth,
+    problems: &mut Vec<Problem>,
+) {
+    let name = env.name();
+    if let Some(r) = p.replicas.iter().find(|r| r.application_name == name) {
+        db.lag_bytes = r.lag_bytes;
+        db.lag_seconds = r.lag_seconds;
+    } else if runs_here {
+        problems.push(Problem::critical(
+            "standby-not-connected",
+            "the VPS does not see the standby connected",
+            format!(
+                "read the cluster's log here; check pg_hba.conf on the VPS lets {} in from {}",
+                crate::env::REPLICA_USER,
+                env.cfg.backup.address
+            ),
+        ));
+    }
+    match p.slots.iter().find(|s| s.name == name) {
+        Some(s) => {
+            db.slot_retained_bytes = s.retained_bytes;
+            db.slot_active = Some(s.active);
+            db.slot_wal_status = s.wal_status.clone();
+            match s.wal_status.as_deref() {
+                Some("lost") => problems.push(Problem::critical(
+                    "slot-lost",
+                    format!(
+                        "the slot {} on the VPS is LOST: the VPS removed WAL this standby still needed (it was stopped or behind for longer than max_slot_wal_keep_size allows); it can never catch up",
+                        s.name
+                    ),
+                    format!("clone it again: odoo-standby protect {name} --reclone (its data directory is moved aside)"),
+                )),
+                Some("unreserved") => problems.push(Problem::critical(
+                    "slot-unreserved",
+                    format!("the slot {} on the VPS is about to be lost (wal_status unreserved)", s.name),
+                    "the standby must catch up now: check that it runs and streams",
+                )),
+                _ => {}
+            }
+            if let Some(held) = s.retained_bytes {
+                problems.extend(Problem::graded(
+                    "slot-retained",
+                    held as f64,
+                    limits::SLOT_BYTES,
+                    format!("the slot {} holds {} of WAL on the VPS", s.name, bytes(held)),
+                    "the standby is behind or stopped: check that it runs and streams; the VPS's disk fills meanwhile",
+                ));
+            }
+        }
+        None => problems.push(Problem::critical(
+            "slot-missing",
+            format!("the VPS has no slot {name}"),
+            format!("odoo-standby protect {name}"),
+        )),
+    }
+    if let Some(l) = db.lag_bytes {
+        problems.extend(Problem::graded(
+            "lag",
+            l as f64,
+            limits::LAG_BYTES,
+            format!("replication lag {}", bytes(l)),
+            "check the network to the VPS and the standby's log",
+        ));
+    }
+    if let Some(l) = db.lag_seconds {
+        problems.extend(Problem::graded(
+            "lag",
+            l,
+            limits::LAG_SECONDS,
+            format!("replication lag {l:.0} s"),
+            "check the network to the VPS and the standby's log",
+        ));
     }
 }

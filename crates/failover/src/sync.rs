@@ -109,6 +109,9 @@ pub struct SyncState {
     /// When a whole SHA-1 round over the files here last ended.
     #[serde(default)]
     pub hash_round_at: Option<u64>,
+    /// Failed passes since this state was made (the metrics' `sync_errors_total`).
+    #[serde(default)]
+    pub errors_total: u64,
 }
 
 impl SyncState {
@@ -163,14 +166,32 @@ impl SyncState {
 #[derive(Default)]
 pub struct Passes {
     watch: Option<Watch>,
+    /// The VPS's replication figures for the metrics, and when they were read.
+    vps_seen: Option<(std::time::Instant, VpsFigures)>,
+    /// A metrics file that could not be written was logged once.
+    metrics_warned: bool,
 }
+
+/// Lag and slot, as the VPS reports them.
+#[derive(Clone, Copy, Debug, Default)]
+struct VpsFigures {
+    lag_bytes: Option<i64>,
+    lag_seconds: Option<f64>,
+    slot_retained_bytes: Option<i64>,
+}
+
+/// How often the metrics read the VPS's replication figures.
+const VPS_FIGURES_EVERY: Duration = Duration::from_secs(30);
 
 const SOURCES_EVERY: u64 = 12 * 3600;
 
 /// One pass: every database's filestore, the sources when due. `Ok(None)` when paused,
 /// else the number of files fetched.
 pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> {
+    let clock = std::time::Instant::now();
     if env.state.paused().exists() {
+        let state = SyncState::load(env);
+        write_metrics(env, passes, &state, false, clock.elapsed()).await;
         return Ok(None);
     }
     let mut state = SyncState::load(env);
@@ -181,10 +202,89 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
             state.last_fetched = *n;
             state.last_error = None;
         }
-        Err(e) => state.last_error = Some(chain(e)),
+        Err(e) => {
+            state.last_error = Some(chain(e));
+            state.errors_total += 1;
+        }
     }
     state.save(env)?;
+    write_metrics(env, passes, &state, result.is_ok(), clock.elapsed()).await;
     result.map(Some)
+}
+
+/// Rewrites the instance's metrics file, when a metrics folder is configured and exists.
+/// Never fails the pass: a file that cannot be written is logged once.
+async fn write_metrics(
+    env: &Env,
+    passes: &mut Passes,
+    state: &SyncState,
+    up: bool,
+    took: Duration,
+) {
+    let Some(dir) = env.cfg.backup.metrics_dir.as_ref().filter(|d| d.is_dir()) else {
+        return;
+    };
+    let limit = Duration::from_secs(10);
+    let role = match tokio::time::timeout(limit, pgrepl::status(&env.standby_sql("postgres"))).await
+    {
+        Ok(Ok(pgrepl::Status::Standby(_))) => "standby",
+        Ok(Ok(pgrepl::Status::Primary(_))) => "primary",
+        _ => "down",
+    };
+    let due = passes
+        .vps_seen
+        .as_ref()
+        .is_none_or(|(at, _)| at.elapsed() >= VPS_FIGURES_EVERY);
+    if role == "standby" && due {
+        let vps = env.vps_psql("postgres").with_timeout(limit);
+        let mut f = VpsFigures::default();
+        if let Ok(Ok(pgrepl::Status::Primary(p))) =
+            tokio::time::timeout(limit + Duration::from_secs(5), pgrepl::status(&vps)).await
+        {
+            if let Some(r) = p.replicas.iter().find(|r| r.application_name == env.name()) {
+                f.lag_bytes = r.lag_bytes;
+                f.lag_seconds = r.lag_seconds;
+            }
+            f.slot_retained_bytes = p
+                .slots
+                .iter()
+                .find(|s| s.name == env.name())
+                .and_then(|s| s.retained_bytes);
+        }
+        passes.vps_seen = Some((std::time::Instant::now(), f));
+    }
+    let f = match role {
+        "standby" => passes.vps_seen.map(|(_, f)| f).unwrap_or_default(),
+        _ => VpsFigures::default(),
+    };
+    let sample = crate::metrics::Sample {
+        name: env.name().to_owned(),
+        up,
+        role: role.to_owned(),
+        lag_bytes: f.lag_bytes,
+        lag_seconds: f.lag_seconds,
+        slot_retained_bytes: f.slot_retained_bytes,
+        files_missing: state.missing_on_vps,
+        files_damaged: state.unrepaired.len() + state.damaged.len(),
+        last_success: state.last_ok,
+        pass_seconds: took.as_secs_f64(),
+        errors_total: state.errors_total,
+        repaired_total: state.repaired as u64,
+    };
+    let file = crate::metrics::file_name(env.name());
+    match crate::metrics::write(dir, &file, &crate::metrics::render(&sample)) {
+        Ok(_) => passes.metrics_warned = false,
+        Err(e) if !passes.metrics_warned => {
+            passes.metrics_warned = true;
+            tracing::warn!(
+                "{}: cannot write the metrics file {}: {e} (let {} write that folder, or set metrics_dir)",
+                env.name(),
+                dir.join(&file).display(),
+                env.cfg.backup.os_user
+            );
+        }
+        Err(_) => {}
+    }
 }
 
 async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<usize> {
@@ -221,7 +321,7 @@ async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<u
     };
     for r in &reports {
         if r.fetched > 0 {
-            println!(
+            tracing::info!(
                 "{}: {}: {} file(s) fetched ({} KiB) in {} ms",
                 env.name(),
                 r.db,
@@ -264,7 +364,7 @@ fn note_verified(env: &Env, state: &mut SyncState, reports: &[filesync::PassRepo
         {
             let full = format!("{}/{n}", r.db);
             if r.missing_on_vps.contains(n) {
-                println!(
+                tracing::error!(
                     "{}: {full} {how} here and the VPS does not have it",
                     env.name()
                 );
@@ -272,7 +372,7 @@ fn note_verified(env: &Env, state: &mut SyncState, reports: &[filesync::PassRepo
                     state.unrepaired.push(full);
                 }
             } else {
-                println!("{}: {full} {how} here: fetched again", env.name());
+                tracing::warn!("{}: {full} {how} here: fetched again", env.name());
                 state.unrepaired.retain(|u| u != &full);
                 state.repaired += 1;
                 state.repaired_last.push(full);

@@ -185,17 +185,20 @@ pub async fn release_vps(env: &Env) -> Result<()> {
 /// stopped without being held down (it would start as a primary at boot), hold it down now.
 /// `Some(problem)` says what was found (status lists it first). Nothing is done while an
 /// operation is in progress or interrupted (a failback makes the VPS a standby on purpose).
-pub async fn guard_after_failover(env: &Env) -> Option<String> {
+pub async fn guard_after_failover(env: &Env) -> Option<crate::problem::Problem> {
+    use crate::problem::Problem;
     if env.state.current().exists() {
         return None;
     }
     let state = vps_state_within(env, Duration::from_secs(5)).await;
     let label = env.vps_cluster.label();
-    let was = match &state {
+    let (code, was) = match &state {
         VpsState::Unreachable(_) | VpsState::Standby => return None,
         VpsState::NotAnswering(why) => {
-            return Some(format!(
-                "the VPS's cluster {label} runs again after the failover but does not answer ({why}): it may take writes; stop it on the VPS"
+            return Some(Problem::critical(
+                "vps-not-answering",
+                format!("the VPS's cluster {label} runs again after the failover but does not answer ({why}): it may take writes"),
+                "stop it on the VPS: systemctl stop postgresql (or kill its postmaster), then `odoo-standby status` holds it down",
             ))
         }
         VpsState::Stopped => {
@@ -205,20 +208,25 @@ pub async fn guard_after_failover(env: &Env) -> Option<String> {
             {
                 return None;
             }
-            format!("the VPS's cluster {label} is not held down: it would start as a primary at its next boot")
+            ("vps-not-held", format!("the VPS's cluster {label} is not held down: it would start as a primary at its next boot"))
         }
-        VpsState::Primary => format!(
+        VpsState::Primary => ("vps-primary-after-failover", format!(
             "the VPS's cluster {label} runs again as a PRIMARY after the failover: what was written there since is not here"
-        ),
+        )),
     };
     Some(match hold_vps(env).await {
-        Ok(_) => format!(
-            "{was}; held it down now (stopped, standby.signal, start.conf manual). `odoo-standby failback {}` reports and keeps what it wrote after the split",
-            env.name()
+        Ok(_) => Problem::critical(
+            code,
+            format!("{was}; held it down now (stopped, standby.signal, start.conf manual)"),
+            format!(
+                "`odoo-standby failback {}` reports and keeps what it wrote after the split",
+                env.name()
+            ),
         ),
-        Err(e) => format!(
-            "{was}; holding it down FAILED: {}. Stop it on the VPS now",
-            crate::error::chain(&e)
+        Err(e) => Problem::critical(
+            "vps-hold-failed",
+            format!("{was}; holding it down FAILED: {}", crate::error::chain(&e)),
+            "stop it on the VPS now: systemctl disable --now postgresql",
         ),
     })
 }

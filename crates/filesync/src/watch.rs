@@ -272,7 +272,7 @@ pub async fn every<E>(
         match pass().await {
             Ok(()) => {
                 if let Some((since, _)) = failing.take() {
-                    eprintln!(
+                    tracing::info!(
                         "{what}: passes work again (they failed for {} s)",
                         since.elapsed().as_secs()
                     );
@@ -280,13 +280,20 @@ pub async fn every<E>(
             }
             Err(e) => {
                 let now = Instant::now();
-                let say = match failing {
-                    None => true,
-                    Some((_, last)) => last.elapsed() >= Duration::from_secs(600),
-                };
-                if say {
-                    eprintln!("{what}: pass failed: {}", chain(&e));
-                    failing = Some((failing.map(|f| f.0).unwrap_or(now), now));
+                match failing {
+                    None => {
+                        tracing::error!("{what}: pass failed: {}", chain(&e));
+                        failing = Some((now, now));
+                    }
+                    Some((since, last)) if last.elapsed() >= Duration::from_secs(600) => {
+                        tracing::error!(
+                            "{what}: passes still fail (for {} s): {}",
+                            since.elapsed().as_secs(),
+                            chain(&e)
+                        );
+                        failing = Some((since, now));
+                    }
+                    Some(_) => {}
                 }
             }
         }

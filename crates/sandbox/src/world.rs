@@ -105,12 +105,16 @@ pub fn vps_world(sb: &mut Sandbox, attachments: usize) -> Result<World> {
         os::write_new(to, &bytes, mode)?;
         sb.run_user().chown(to)?;
     }
+    // node-exporter's textfile folder of this world: the sync (as the Odoo user) writes there.
+    let metrics = root.join("metrics");
+    os::mkdir(&metrics, 0o755)?;
+    sb.run_user().chown(&metrics)?;
     let config = format!(
         "# Written by `odoo-standby sandbox up` for the sandbox in {root}.\n\
          # Supervised services and pg_ctl clusters: the sandbox has no systemd.\n\
          [backup]\nroot = \"{root}/backup/instances\"\nodoo_source = \"{src}\"\nos_user = \"{user}\"\naddress = \"127.0.0.1\"\npg_version = {ver}\n\
          state_dir = \"{root}/state\"\nservices = \"supervised\"\nclusters_dir = \"{root}/backup/clusters\"\npg_bindir = \"{bindir}\"\n\
-         pgpass = \"{root}/backup/secrets/pgpass\"\nssh_key = \"{key}\"\nknown_hosts = \"{known}\"\n\n\
+         pgpass = \"{root}/backup/secrets/pgpass\"\nssh_key = \"{key}\"\nknown_hosts = \"{known}\"\nmetrics_dir = \"{root}/metrics\"\n\n\
          [[instance]]\nname = \"vps1\"\nssh = \"{ssh}\"\npg = \"{pg}\"\nstandby_port = {standby_port}\n\
          data_dir = \"{data}\"\nsources = \"{sources}\"\nodoo_conf = \"{conf}\"\n\
          vps_cluster = \"{vps_data}\"\nvps_pgpass = \"{vps_secrets}/pgpass\"\nvps_odoo_bin = \"{odoo_bin}\"\n",

@@ -62,7 +62,14 @@ pub struct Backup {
     /// MB per second of SHA-1 the sync spends checking that each file here matches its name,
     /// in the background (4; 0: never).
     pub verify_hash_mb_per_s: u64,
+    /// Where the sync writes `odoo_standby_<name>.prom` after each pass, for node-exporter's
+    /// textfile collector ([`DEFAULT_METRICS_DIR`]; `""` in the file: none). Written only
+    /// when the folder exists and `os_user` may write there.
+    pub metrics_dir: Option<PathBuf>,
 }
+
+/// Debian's node-exporter textfile folder (package prometheus-node-exporter).
+pub const DEFAULT_METRICS_DIR: &str = "/var/lib/prometheus/node-exporter";
 
 /// How services (Odoo, the syncs) are started and stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

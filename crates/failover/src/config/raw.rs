@@ -49,6 +49,8 @@ struct RawBackup {
     verify_sizes_minutes: Option<Spanned<i64>>,
     #[serde(default)]
     verify_hash_mb_per_s: Option<Spanned<i64>>,
+    #[serde(default)]
+    metrics_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +251,11 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/usr/bin/python3")),
             verify_sizes_minutes,
             verify_hash_mb_per_s,
+            metrics_dir: match &b.metrics_dir {
+                Some(v) if v.get_ref().is_empty() => None,
+                Some(_) => opt_path(&b.metrics_dir, "metrics_dir")?,
+                None => Some(PathBuf::from(super::DEFAULT_METRICS_DIR)),
+            },
         };
         if raw.instance.is_empty() {
             return Err(ctx.err(

@@ -17,69 +17,75 @@ fn errors_name_file_line_key_and_fix() {
         (
             "name = \"vps_clientes_1\"",
             "name = \"vps-clientes-1\"",
-            30,
+            0,
             "instance[0].name",
             "lower-case letters",
         ),
         (
             "standby_port = 5435",
             "standby_port = 80",
-            36,
+            0,
             "instance[0].standby_port",
             "1024 to 65535",
         ),
         (
             "pg = \"host=200.58.98.56 port=5432\"",
             "pg = \"host=200.58.98.56 password=x\"",
-            34,
+            0,
             "instance[0].pg",
             "no password=",
         ),
         (
             "ssh = \"odoo@200.58.98.56:5253\"",
             "ssh = \"odoo@200.58.98.56:x\"",
-            32,
+            0,
             "instance[0].ssh",
             "user@host[:port]",
         ),
         (
             "address = \"198.51.100.7\"",
             "address = \"backup.example.com\"",
-            12,
+            0,
             "backup.address",
             "not an IP address",
         ),
         (
             "data_dir = \"/var/opt/odoo/data_dir\"",
             "data_dir = \"var/opt/odoo\"",
-            38,
+            0,
             "instance[0].data_dir",
             "absolute path",
         ),
         (
             "pg_version = 15",
             "pg_version = 150",
-            14,
+            0,
             "backup.pg_version",
             "major version",
         ),
         (
             "os_user = \"odoouser\"",
             "os_user = \"Odoo User\"",
-            10,
+            0,
             "backup.os_user",
             "not a user name",
         ),
         (
             "sources = \"/opt/odoo/sources\"",
             "sources = \"/opt/odoo/sources\"\nsourcse = \"/x\"",
-            40,
+            1,
             "-",
             "unknown field `sourcse`",
         ),
     ];
-    for (from, to, line, key, says) in cases {
+    // The third field: lines below `from`'s own line (where the example has it).
+    for (from, to, below, key, says) in cases {
         assert!(EXAMPLE.contains(from), "{from}");
+        let line = EXAMPLE[..EXAMPLE.find(from).unwrap_or(0)]
+            .matches('\n')
+            .count()
+            + 1
+            + below;
         let text = EXAMPLE.replace(from, to);
         let e = Config::parse(&text, "/etc/odoo-standby/config.toml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (line, key), "{e}");
