@@ -530,14 +530,21 @@ pub async fn write_data_file(cluster: &dyn Cluster, name: &str, text: &str) -> R
         .map_err(|e| PgreplError::host(format!("writing {}", path.display()), e))
 }
 
-/// A path beside `path` to move it aside to: `<path>.aside-<unix seconds>`.
+/// A path beside `path` to move it aside to: `<path>.aside-<unix seconds>-<pid>[-<n>]`,
+/// unique however fast two moves follow each other (a run killed and resumed within the
+/// same second, two moves in one process).
 pub fn aside_path(path: &Path) -> PathBuf {
+    static MOVES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
+    let n = MOVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut s = path.as_os_str().to_owned();
-    s.push(format!(".aside-{secs}"));
+    s.push(format!(".aside-{secs}-{}", std::process::id()));
+    if n > 0 {
+        s.push(format!("-{n}"));
+    }
     PathBuf::from(s)
 }
 
