@@ -176,19 +176,93 @@ pub trait Reporter: Send + Sync {
     fn line(&self, text: &str);
     /// Asks a yes/no question (`None` when nobody can answer).
     fn confirm(&self, question: &str) -> Option<bool>;
+    /// How far a long copy is (`what`: "base backup", "data_dir"): `done` bytes, `percent`
+    /// of the whole. The default says nothing; [`Term`] draws a bar on a terminal and
+    /// prints a line every 10 % otherwise.
+    fn progress(&self, what: &str, done: u64, percent: u8) {
+        let _ = (what, done, percent);
+    }
 }
 
 /// Prints each line as it happens on stdout; asks on the terminal (never when stdin is not
-/// one: then `--yes` is needed).
-pub struct Term;
+/// one: then `--yes` is needed); shows long copies as a bar (indicatif) when stdout is a
+/// terminal, as a line every 10 % when it is not (a log, a pipe).
+#[derive(Default)]
+pub struct Term {
+    /// The copy in progress: its name, its bar (on a terminal), the last tenth printed.
+    bar: std::sync::Mutex<Option<(String, Option<indicatif::ProgressBar>, u8)>>,
+}
+
+impl Term {
+    /// A reporter on this process's terminal (or its stdout when that is no terminal).
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
 
 impl Reporter for Term {
     fn line(&self, text: &str) {
         use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        // A closed pipe (`| head`) is not an error of ours.
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        let print = || {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error of ours.
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        };
+        let bar = self
+            .bar
+            .lock()
+            .ok()
+            .and_then(|b| b.as_ref().and_then(|b| b.1.clone()));
+        match bar {
+            Some(bar) if !bar.is_finished() => bar.suspend(print),
+            _ => print(),
+        }
+    }
+
+    fn progress(&self, what: &str, done: u64, percent: u8) {
+        use std::io::IsTerminal;
+        let Ok(mut cur) = self.bar.lock() else {
+            return;
+        };
+        if cur.as_ref().is_none_or(|c| c.0 != what) {
+            if let Some((_, Some(old), _)) = cur.take() {
+                old.finish();
+            }
+            let bar = std::io::stdout().is_terminal().then(|| {
+                let b = indicatif::ProgressBar::new(100);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "    {msg:<12} [{bar:40}] {pos:>3}% {elapsed_precise}",
+                ) {
+                    b.set_style(style.progress_chars("=> "));
+                }
+                b.set_message(what.to_owned());
+                b
+            });
+            *cur = Some((what.to_owned(), bar, 0));
+        }
+        let Some((_, bar, tenth)) = cur.as_mut() else {
+            return;
+        };
+        let percent = percent.min(100);
+        match bar {
+            Some(b) => {
+                b.set_position(u64::from(percent));
+                b.set_message(format!("{what} {}", crate::problem::bytes(done as i64)));
+                if percent >= 100 {
+                    b.finish();
+                }
+            }
+            None if percent / 10 > *tenth => {
+                *tenth = percent / 10;
+                drop(cur);
+                self.line(&format!(
+                    "    {what}: {percent}% ({})",
+                    crate::problem::bytes(done as i64)
+                ));
+            }
+            None => {}
+        }
     }
 
     fn confirm(&self, question: &str) -> Option<bool> {

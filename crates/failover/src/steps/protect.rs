@@ -131,16 +131,12 @@ impl Step for CloneStandby {
                 ));
             }
         }
-        let mut last = 0u8;
         let outcome = pgrepl::clone_standby(env.standby.as_ref(), &env.upstream_vps()?, &mut |p| {
             let pct = (p.done_kb * 100)
                 .checked_div(p.total_kb)
                 .unwrap_or(0)
                 .min(100) as u8;
-            if pct >= last.saturating_add(25) {
-                last = pct;
-                tracing::info!("base backup {pct}%");
-            }
+            out.progress("base backup", p.done_kb * 1024, pct);
         })
         .await
         .map_err(f("cloning the standby"))?;
@@ -340,19 +336,13 @@ impl Step for SeedFiles {
                 )));
             }
         }
-        let mut last = 0u8;
         filesync::rsync::seed(
             env.local.as_ref(),
             &env.ssh,
             &env.inst.data_dir,
             &env.layout.dir(),
             None,
-            &mut |_, pct| {
-                if pct >= last.saturating_add(25) {
-                    last = pct;
-                    tracing::info!("data_dir {pct}%");
-                }
-            },
+            &mut |bytes, pct| out.progress("data_dir", bytes, pct),
         )
         .await
         .map_err(|e| FailoverError::failed("copying data_dir", e))?;
