@@ -423,6 +423,7 @@ fn a_cut_network_looks_like_a_dead_vps_and_the_failover_waits_for_the_acknowledg
     let w = LabWorld::new();
     w.ok(&["protect", "vps1", "--restart-vps"]);
     w.wait_healthy(60);
+    check_online_names_what_breaks(&w);
     // The VPS runs on, serving its users, but nothing from the backup reaches it.
     w.lab.cut("vps").unwrap();
     assert_eq!(
@@ -461,4 +462,94 @@ fn a_cut_network_looks_like_a_dead_vps_and_the_failover_waits_for_the_acknowledg
         .ok("wait-http", &["--timeout", "60"])
         .unwrap();
     w.lab.heal("vps").unwrap();
+}
+
+/// `check --online --nagios` passes on the healthy instance, and fails naming the cause on
+/// a broken pg_hba.conf line, a changed host key and a missing sudo right (each put back).
+fn check_online_names_what_breaks(w: &LabWorld) {
+    let check = || {
+        let out = w.cli(&["check", "--online", "--nagios"]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), said)
+    };
+    let (code, said) = check();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.starts_with("ODOO-STANDBY-CHECK OK - "), "{said}");
+    for aspect in ["ssh", "sudo", "pg_hba", "replication", "slot"] {
+        assert!(
+            said.contains(&format!("OK      vps1 {aspect}: ")),
+            "{aspect}: {said}"
+        );
+    }
+    let failed = |aspect: &str, words: &[&str]| {
+        let (code, said) = check();
+        assert_eq!(code, Some(2), "{said}");
+        let first = said.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("ODOO-STANDBY-CHECK CRITICAL - ")
+                && first.contains(&format!("vps1 {aspect} FAILED")),
+            "{said}"
+        );
+        let line = said
+            .lines()
+            .find(|l| l.starts_with(&format!("FAILED  vps1 {aspect}: ")))
+            .unwrap_or_else(|| panic!("no FAILED {aspect} line: {said}"));
+        for w in words {
+            assert!(line.contains(w), "{w:?} not in {line}");
+        }
+    };
+    let hba = "/etc/postgresql/15/main/pg_hba.conf";
+    w.vps().run(&["cp", hba, "/root/pg_hba.conf.good"]).unwrap();
+    w.vps()
+        .run(&[
+            "sh",
+            "-c",
+            &format!("echo 'host all all 127.0.0.9/32 nosuchmethod' >> {hba}"),
+        ])
+        .unwrap();
+    w.vps_sql("postgres", "SELECT pg_reload_conf()");
+    failed("pg_hba", &["line ", "nosuchmethod"]);
+    w.vps().run(&["cp", "/root/pg_hba.conf.good", hba]).unwrap();
+    w.vps_sql("postgres", "SELECT pg_reload_conf()");
+
+    let known = "/opt/odoouser/.ssh/known_hosts";
+    w.backup()
+        .run(&["cp", known, "/root/known_hosts.good"])
+        .unwrap();
+    w.backup()
+        .run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            "/root/other",
+        ])
+        .unwrap();
+    w.backup()
+        .run(&[
+            "sh",
+            "-c",
+            &format!("awk -v k=\"$(cut -d' ' -f1,2 /root/other.pub)\" '{{print $1, k}}' /root/known_hosts.good > {known}"),
+        ])
+        .unwrap();
+    failed("ssh", &["CHANGED", "SHA256:"]);
+    w.backup()
+        .run(&["cp", "/root/known_hosts.good", known])
+        .unwrap();
+
+    let rules = "/etc/sudoers.d/odoo-standby";
+    w.vps().run(&["cp", rules, "/root/sudoers.good"]).unwrap();
+    w.vps()
+        .run(&["sed", "-i", "/main stop -m fast, /d", rules])
+        .unwrap();
+    failed(
+        "sudo",
+        &["may not run", "pg_ctlcluster 15 main stop -m fast"],
+    );
+    w.vps().run(&["cp", "/root/sudoers.good", rules]).unwrap();
+    let (code, said) = check();
+    assert_eq!(code, Some(0), "{said}");
 }

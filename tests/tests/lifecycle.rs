@@ -333,6 +333,27 @@ async fn failover_goes_on_with_a_file_the_backup_never_got_and_a_table_owned_by_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
     let t = T::new();
+    // The operator's event hook: one line per event, from root's runs and the sync service.
+    let events = t.sb.root().join("events.log");
+    let hook = t.sb.root().join("on-event");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s|%s|%s\\n' \"$1\" \"$2\" \"$3\" \"$ODOO_STANDBY_MESSAGE\" >> {}\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&events, "").unwrap();
+    for (p, mode) in [(&hook, 0o755), (&events, 0o666)] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(&t.w.config).unwrap().replacen(
+        "[backup]\n",
+        &format!("[backup]\non_event = \"{}\"\n", hook.display()),
+        1,
+    );
+    std::fs::write(&t.w.config, cfg).unwrap();
     t.ok(&["protect", "vps1", "--restart-vps"]);
     t.wait_healthy();
     // The sync service's metrics: promtool accepts them; a standby, up, no error yet.
@@ -403,6 +424,23 @@ async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
         !text.contains("odoo_standby_sync_errors_total{instance_name=\"vps1\"} 0\n"),
         "{text}"
     );
+    // The events reached the hook, with their severity, and history tells them in order.
+    let seen = std::fs::read_to_string(&events).unwrap();
+    for line in [
+        "vps1|operation-started|info|protect of vps1",
+        "vps1|operation-ended|info|protect of vps1",
+        "vps1|sync-failing|warning|a sync pass failed: ",
+        "vps1|problem|critical|vps-host-key-changed: ",
+    ] {
+        assert!(seen.contains(line), "{line:?} not in:\n{seen}");
+    }
+    let history = t.ok(&["history", "vps1"]);
+    let started = history.find("operation-started: protect of vps1").unwrap();
+    let cloned = history.find("step clone-standby of protect").unwrap();
+    let key = history
+        .find("CRITICAL problem: vps-host-key-changed")
+        .unwrap();
+    assert!(started < cloned && cloned < key, "{history}");
 }
 
 /// Every operation looks at both sides first: a failback that never failed over, a second

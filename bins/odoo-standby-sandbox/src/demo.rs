@@ -130,7 +130,7 @@ impl DemoArgs {
             reclone: false,
         };
         step(t0, "odoo-standby protect vps1 --restart-vps");
-        failover::start(env, Operation::Protect, &opts, &Term).await?;
+        failover::start(env, Operation::Protect, &opts, &Term::new()).await?;
 
         step(t0, "odoo-standby status");
         show(&wait_healthy(env, Duration::from_secs(30)).await);
@@ -158,7 +158,7 @@ impl DemoArgs {
 
         step(t0, "odoo-standby failover vps1 --yes");
         let clock = Instant::now();
-        failover::start(env, Operation::Failover, &opts, &Term).await?;
+        failover::start(env, Operation::Failover, &opts, &Term::new()).await?;
         let failover_s = clock.elapsed().as_secs_f64();
         cli::say!("  failover took {failover_s:.1} s (command start to Odoo unit started)");
 
@@ -185,7 +185,7 @@ impl DemoArgs {
 
         step(t0, "odoo-standby failback vps1");
         let clock = Instant::now();
-        failover::start(env, Operation::Failback, &opts, &Term).await?;
+        failover::start(env, Operation::Failback, &opts, &Term::new()).await?;
         cli::say!("  failback took {:.1} s", clock.elapsed().as_secs_f64());
 
         step(t0, "odoo-standby status");

@@ -36,8 +36,21 @@ struct Cli {
 enum Command {
     /// Print a commented example configuration (`odoo-standby init > /etc/odoo-standby/config.toml`).
     Init,
-    /// Validate a configuration file and summarize it.
-    Check,
+    /// Validate a configuration file and summarize it; with --online, try every aspect each
+    /// instance depends on (SSH and the host key, sudo rights on the VPS, its PostgreSQL,
+    /// pg_hba.conf, a replication connection, the slot, disk and ports here), one line each.
+    /// Exit 0 all OK, 1 a warning or a failure, 2 the config is wrong; with --nagios 0 OK,
+    /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Changes nothing.
+    Check {
+        /// Only this instance (with --online).
+        name: Option<String>,
+        /// Connect and try, instead of reading the file only.
+        #[arg(long)]
+        online: bool,
+        /// The Nagios plugin format.
+        #[arg(long)]
+        nagios: bool,
+    },
     /// Print the sudoers drop-in the VPS of an instance needs (what odoo-standby runs there
     /// as root, and as the PostgreSQL user), to install as /etc/sudoers.d/odoo-standby.
     VpsSudoers {
@@ -106,6 +119,16 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// What happened, oldest first: each step of each operation (the journal) and the events
+    /// (operations started, failed, ended; problems status found and saw cleared; the
+    /// sync's failures and recovery).
+    History {
+        /// Only this instance.
+        name: Option<String>,
+        /// JSON: one object per line of history.
+        #[arg(long)]
+        json: bool,
+    },
     /// One file-sync pass for an instance (`--watch`: one every few seconds, what the sync
     /// service runs).
     Sync {
@@ -126,10 +149,30 @@ fn main() -> ExitCode {
     let config = cli.config;
     match cli.command {
         Command::Init => {
-            print!("{}", failover::EXAMPLE);
+            cli::say(failover::EXAMPLE);
             ExitCode::SUCCESS
         }
-        Command::Check => report(check(&config)),
+        Command::Check {
+            name,
+            online,
+            nagios,
+        } => {
+            if !online {
+                return report(check(&config));
+            }
+            block_on(async move {
+                match ops::check_online(&config, name.as_deref(), nagios).await {
+                    Err(e) if nagios => {
+                        cli::say!(
+                            "ODOO-STANDBY-CHECK UNKNOWN - {}",
+                            failover::chain(e.as_ref())
+                        );
+                        Ok(ExitCode::from(3))
+                    }
+                    r => r,
+                }
+            })
+        }
         Command::VpsSudoers { name } => report(ops::vps_sudoers(&config, &name)),
         Command::Protect {
             op,
@@ -178,17 +221,20 @@ fn main() -> ExitCode {
             } else {
                 ops::StatusFormat::Text
             };
-            let code = block_on(async move {
+            block_on(async move {
                 let limit = std::time::Duration::from_secs(timeout.max(1));
-                ops::status(&config, name.as_deref(), format, limit).await
-            });
-            // A config Nagios cannot read is UNKNOWN, not CRITICAL.
-            if nagios && code == ExitCode::from(2) {
-                ExitCode::from(3)
-            } else {
-                code
-            }
+                match ops::status(&config, name.as_deref(), format, limit).await {
+                    // What Nagios cannot check (a config it cannot read) is UNKNOWN, on
+                    // stdout where it reads the plugin's line.
+                    Err(e) if nagios => {
+                        cli::say!("ODOO-STANDBY UNKNOWN - {}", failover::chain(e.as_ref()));
+                        Ok(ExitCode::from(3))
+                    }
+                    r => r,
+                }
+            })
         }
+        Command::History { name, json } => report(ops::history(&config, name.as_deref(), json)),
         Command::Sync {
             name,
             watch,

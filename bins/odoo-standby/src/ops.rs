@@ -75,12 +75,12 @@ pub async fn operation(
         if args.json {
             cli::say!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
-            print!("{}", plan.render());
+            cli::say(&plan.render());
         }
         return Ok(ExitCode::SUCCESS);
     }
     let clock = std::time::Instant::now();
-    failover::start(&env, op, &opts, &Term).await?;
+    failover::start(&env, op, &opts, &Term::new()).await?;
     cli::say!(
         "{} of {} complete in {:.1} s",
         op.as_str(),
@@ -109,7 +109,7 @@ fn print_left_to_do(env: &Env) {
 /// `vps-sudoers NAME`: the drop-in, on stdout.
 pub fn vps_sudoers(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>> {
     let env = env(config, name)?;
-    print!("{}", failover::vps_sudoers(&env)?);
+    cli::say(&failover::vps_sudoers(&env)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,7 +120,7 @@ pub async fn resume(
     opts: RunOptions,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let env = env(config, name)?;
-    match failover::resume(&env, &opts, &Term).await? {
+    match failover::resume(&env, &opts, &Term::new()).await? {
         Some(op) => {
             cli::say!("resumed {} of {name} complete", op.as_str());
             if op == Operation::Failover {
@@ -225,6 +225,11 @@ pub async fn status(
         envs.push(Env::new(&cfg, config, n)?);
     }
     let all = failover::status_all(envs, limit).await;
+    for s in &all {
+        if let Ok(env) = Env::new(&cfg, config, &s.name) {
+            failover::events::note_problems(&env, s).await;
+        }
+    }
     let out = match format {
         StatusFormat::Json => format!("{}\n", serde_json::to_string_pretty(&all)?),
         StatusFormat::Text => crate::show::table(&all, crate::show::colour()),
@@ -237,6 +242,143 @@ pub async fn status(
         (StatusFormat::Nagios, Some(w)) => ExitCode::from(w.nagios_code()),
         _ => ExitCode::from(1),
     })
+}
+
+/// `check --online [NAME] [--nagios]`: every aspect of every instance (in parallel), one
+/// line each.
+pub async fn check_online(
+    config: &Path,
+    name: Option<&str>,
+    nagios: bool,
+) -> Result<ExitCode, Box<dyn Error>> {
+    use failover::check::Level;
+    let cfg = Config::load(config)?;
+    let names: Vec<String> = match name {
+        Some(n) => vec![cfg.instance(n)?.name.clone()],
+        None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
+    };
+    let mut tasks = Vec::new();
+    for n in &names {
+        let env = Env::new(&cfg, config, n)?;
+        tasks.push(tokio::spawn(
+            async move { failover::check::online(&env).await },
+        ));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let worst = all.iter().map(|a| a.level).max().unwrap_or(Level::Ok);
+    let lines: Vec<String> = all
+        .iter()
+        .map(|a| {
+            let fix = if a.fix.is_empty() {
+                String::new()
+            } else {
+                format!(" (fix: {})", a.fix)
+            };
+            format!(
+                "{:<7} {} {}: {}{fix}",
+                a.level.word(),
+                a.instance,
+                a.name,
+                a.detail
+            )
+        })
+        .collect();
+    if nagios {
+        let bad: Vec<String> = all
+            .iter()
+            .filter(|a| a.level != Level::Ok)
+            .map(|a| format!("{} {} {}", a.instance, a.name, a.level.word()))
+            .collect();
+        let count = |l: Level| all.iter().filter(|a| a.level == l).count();
+        let state = match worst {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Failed => "CRITICAL",
+        };
+        let summary = if bad.is_empty() {
+            format!("{} aspect(s) of {} instance(s) OK", all.len(), names.len())
+        } else {
+            bad.join(", ")
+        };
+        cli::say!(
+            "ODOO-STANDBY-CHECK {state} - {summary} | 'failed'={};;1;0; 'warnings'={};1;;0; 'ok'={};;;0;",
+            count(Level::Failed),
+            count(Level::Warning),
+            count(Level::Ok)
+        );
+    } else {
+        cli::say!(
+            "{:<7} config: {} is valid ({} instance(s))",
+            "OK",
+            config.display(),
+            cfg.instances.len()
+        );
+    }
+    for l in lines {
+        cli::say!("{l}");
+    }
+    Ok(ExitCode::from(match (worst, nagios) {
+        (Level::Ok, _) => 0,
+        (Level::Warning, _) => 1,
+        (Level::Failed, true) => 2,
+        (Level::Failed, false) => 1,
+    }))
+}
+
+/// `history [NAME] [--json]`: the operations' steps (the journal) and the events (problems
+/// seen and cleared, the sync's failures, operations started, failed, ended), oldest first.
+pub fn history(config: &Path, name: Option<&str>, json: bool) -> Result<ExitCode, Box<dyn Error>> {
+    let cfg = Config::load(config)?;
+    let names: Vec<String> = match name {
+        Some(n) => vec![cfg.instance(n)?.name.clone()],
+        None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
+    };
+    let mut rows: Vec<(u64, serde_json::Value, String)> = Vec::new();
+    for n in &names {
+        let env = Env::new(&cfg, config, n)?;
+        let journal = std::fs::read_to_string(env.state.journal()).unwrap_or_default();
+        for e in journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<failover::Entry>(l).ok())
+            .filter(|e| e.event != "started")
+        {
+            let text = format!(
+                "{n} step {} of {} ({}): {}",
+                e.step, e.operation, e.run, e.event
+            );
+            rows.push((
+                e.at,
+                serde_json::json!({"at": e.at, "instance": n, "kind": "step", "operation": e.operation, "run": e.run, "step": e.step, "event": e.event}),
+                text,
+            ));
+        }
+        for e in failover::events::read(&env) {
+            let text = format!(
+                "{n} {} {}: {}",
+                e.severity.to_uppercase(),
+                e.event,
+                e.message
+            );
+            let mut v = serde_json::to_value(&e)?;
+            v["kind"] = "event".into();
+            rows.push((e.at, v, text));
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    if json {
+        let v: Vec<&serde_json::Value> = rows.iter().map(|r| &r.1).collect();
+        cli::say!("{}", serde_json::to_string_pretty(&v)?);
+    } else if rows.is_empty() {
+        cli::say!("nothing recorded yet");
+    } else {
+        for (at, _, text) in &rows {
+            cli::say!("{} UTC  {text}", failover::events::utc(*at));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `sync NAME [--watch]`.

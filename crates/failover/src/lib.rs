@@ -22,9 +22,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod check;
 mod config;
 mod env;
 mod error;
+pub mod events;
 mod hooks;
 mod instance;
 mod journal;

@@ -153,6 +153,54 @@ pub async fn run_steps(
     opts: &RunOptions,
     out: &Out,
 ) -> Result<()> {
+    use crate::events::{emit, main_log};
+    let what = format!(
+        "{} of {} (run {})",
+        current.operation,
+        env.name(),
+        current.run
+    );
+    let resumed = !journal.done(&current.run)?.is_empty();
+    let event = if resumed {
+        "operation-resumed"
+    } else {
+        "operation-started"
+    };
+    emit(env, main_log(env), event, "info", &what).await;
+    let r = steps_of_run(env, steps, journal, current, opts, out).await;
+    match &r {
+        Ok(()) => {
+            emit(
+                env,
+                main_log(env),
+                "operation-ended",
+                "info",
+                &format!("{what}: complete"),
+            )
+            .await
+        }
+        Err(e) => {
+            emit(
+                env,
+                main_log(env),
+                "operation-failed",
+                "critical",
+                &format!("{what}: {}", crate::error::chain(e)),
+            )
+            .await
+        }
+    }
+    r
+}
+
+async fn steps_of_run(
+    env: &Env,
+    steps: &[Box<dyn Step>],
+    journal: &Journal,
+    current: &Current,
+    opts: &RunOptions,
+    out: &Out,
+) -> Result<()> {
     let done: HashSet<String> = journal.done(&current.run)?;
     let mut changed = !done.is_empty();
     let total = steps.len();

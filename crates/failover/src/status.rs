@@ -231,8 +231,33 @@ fn unknown(name: &str, limit: Duration, p: Problem) -> InstanceStatus {
     }
 }
 
+/// How the operator starts the standby cluster here, for a fix.
+fn start_hint(env: &Env) -> String {
+    let label = env.standby.label();
+    match label.split_once('/') {
+        Some((v, n)) if !label.starts_with('/') => format!("systemctl start postgresql@{v}-{n}"),
+        _ => format!(
+            "as {}: {}/pg_ctl -D {} start",
+            env.cfg.backup.pg_os_user,
+            env.cfg.backup.pg_bindir.display(),
+            env.standby.data_dir().display()
+        ),
+    }
+}
+
+/// Where the standby cluster's log is, for a fix.
+fn log_hint(env: &Env) -> String {
+    let label = env.standby.label();
+    match label.split_once('/') {
+        Some((v, n)) if !label.starts_with('/') => {
+            format!("/var/log/postgresql/postgresql-{v}-{n}.log")
+        }
+        _ => format!("the log beside {}", env.standby.data_dir().display()),
+    }
+}
+
 /// Free space on the filesystems of `paths` (the least), by `df`.
-async fn disk(env: &Env, paths: &[std::path::PathBuf]) -> Option<DiskHealth> {
+pub(crate) async fn disk(env: &Env, paths: &[std::path::PathBuf]) -> Option<DiskHealth> {
     let spec = host::CommandSpec::new("df")
         .args(["-P", "-B1"])
         .args(paths.iter().map(|p| p.display().to_string()))
@@ -268,7 +293,10 @@ pub async fn status(env: &Env) -> InstanceStatus {
         problems.push(Problem::critical(
             "standby-down",
             format!("the cluster {label} here is not running"),
-            format!("start it (pg_ctlcluster {} start, or systemctl start postgresql), then `odoo-standby status {name}`", label.replace('/', " ")),
+            format!(
+                "start it ({}), then `odoo-standby status {name}`",
+                start_hint(env)
+            ),
         ));
         "down".to_owned()
     } else {
@@ -282,7 +310,7 @@ pub async fn status(env: &Env) -> InstanceStatus {
                             "the standby does not stream (receiver: {})",
                             s.receiver_status.as_deref().unwrap_or("none")
                         ),
-                        format!("read the cluster's log here (/var/log/postgresql/postgresql-{}.log); `odoo-standby protect {name}` checks and repairs the setup", label.replace('/', "-")),
+                        format!("read the cluster's log here ({}); `odoo-standby protect {name}` checks and repairs the setup", log_hint(env)),
                     ));
                 }
                 "standby".to_owned()

@@ -170,6 +170,8 @@ pub struct Passes {
     vps_seen: Option<(std::time::Instant, VpsFigures)>,
     /// A metrics file that could not be written was logged once.
     metrics_warned: bool,
+    /// Passes fail since then; the last `sync-failing` event was sent then.
+    failing: Option<(std::time::Instant, std::time::Instant)>,
 }
 
 /// Lag and slot, as the VPS reports them.
@@ -209,7 +211,45 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
     }
     state.save(env)?;
     write_metrics(env, passes, &state, result.is_ok(), clock.elapsed()).await;
+    sync_events(env, passes, &state).await;
     result.map(Some)
+}
+
+/// `sync-failing` at the first failed pass and every 10 minutes while they fail,
+/// `sync-recovered` after.
+async fn sync_events(env: &Env, passes: &mut Passes, state: &SyncState) {
+    use crate::events::{emit, sync_log};
+    let now = std::time::Instant::now();
+    match (&state.last_error, passes.failing) {
+        (Some(e), None) => {
+            passes.failing = Some((now, now));
+            emit(
+                env,
+                sync_log(env),
+                "sync-failing",
+                "warning",
+                &format!("a sync pass failed: {e}"),
+            )
+            .await;
+        }
+        (Some(e), Some((since, last))) if last.elapsed() >= Duration::from_secs(600) => {
+            passes.failing = Some((since, now));
+            let msg = format!(
+                "sync passes keep failing (for {} s): {e}",
+                since.elapsed().as_secs()
+            );
+            emit(env, sync_log(env), "sync-failing", "warning", &msg).await;
+        }
+        (None, Some((since, _))) => {
+            passes.failing = None;
+            let msg = format!(
+                "sync passes work again (they failed for {} s)",
+                since.elapsed().as_secs()
+            );
+            emit(env, sync_log(env), "sync-recovered", "info", &msg).await;
+        }
+        _ => {}
+    }
 }
 
 /// Rewrites the instance's metrics file, when a metrics folder is configured and exists.

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 /// A commented example, printed by `odoo-standby init`. It parses and validates.
 pub const EXAMPLE: &str = include_str!("example.toml");
 
-/// A configuration problem: where, which key, what is wrong, what to write instead.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {key}: {problem}")]
+/// A configuration problem: where, which key, what is wrong, what to write instead; and the
+/// other problems found in the same file (all of them are shown at once).
+#[derive(Debug)]
 pub struct ConfigError {
     /// The file.
     pub file: String,
@@ -20,7 +20,26 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong, and what to write instead.
     pub problem: String,
+    /// The file's other problems, in the order of their lines.
+    pub also: Vec<ConfigError>,
 }
+
+impl std::fmt::Display for ConfigError {
+    /// `file:line: key: problem`, one line per problem.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.key, self.problem
+        )?;
+        for e in &self.also {
+            write!(f, "\n{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// The backup server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +85,10 @@ pub struct Backup {
     /// textfile collector ([`DEFAULT_METRICS_DIR`]; `""` in the file: none). Written only
     /// when the folder exists and `os_user` may write there.
     pub metrics_dir: Option<PathBuf>,
+    /// A program run for every event (an operation starts, fails or ends, a problem appears
+    /// or clears, the sync keeps failing), as `PROGRAM INSTANCE EVENT SEVERITY MESSAGE`;
+    /// see the `events` module.
+    pub on_event: Option<PathBuf>,
 }
 
 /// Debian's node-exporter textfile folder (package prometheus-node-exporter).
@@ -127,6 +150,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.display().to_string(),
             line: 0,
+            also: Vec::new(),
             key: "-".into(),
             problem: format!(
                 "cannot read it ({e}); `odoo-standby init > {}` writes an example",

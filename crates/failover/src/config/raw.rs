@@ -51,6 +51,8 @@ struct RawBackup {
     verify_hash_mb_per_s: Option<Spanned<i64>>,
     #[serde(default)]
     metrics_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    on_event: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +101,7 @@ impl Ctx<'_> {
             line: self.line(span),
             key: key.into(),
             problem: problem.into(),
+            also: Vec::new(),
         }
     }
 
@@ -129,21 +132,151 @@ fn valid_user(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '_' | '-'))
 }
 
+/// The key written on `line` (1-based) of `text`, with its table: `backup.pg_version`,
+/// `instance[1].standby_port`; `-` when the line holds no `key = value`.
+fn key_at(text: &str, line: usize) -> String {
+    let mut table = String::new();
+    let mut instances = 0usize;
+    for (n, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with("[[instance]]") {
+            table = format!("instance[{instances}]");
+            instances += 1;
+        } else if t.starts_with("[backup]") {
+            table = "backup".into();
+        }
+        if n + 1 == line {
+            return match t.split_once('=') {
+                Some((k, _)) if !t.starts_with('#') && !t.starts_with('[') => {
+                    let k = k.trim().trim_matches('"');
+                    if table.is_empty() {
+                        k.to_owned()
+                    } else {
+                        format!("{table}.{k}")
+                    }
+                }
+                _ => "-".into(),
+            };
+        }
+    }
+    "-".into()
+}
+
+/// toml's words, made an operator's: what is wrong and what to write instead.
+fn explain(msg: &str, key: &str) -> String {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    if let Some(rest) = msg.strip_prefix("invalid type: string ") {
+        if rest.contains("expected i64")
+            || rest.contains("expected u32")
+            || rest.contains("integer")
+        {
+            let v = rest
+                .split(", expected")
+                .next()
+                .unwrap_or("")
+                .trim_matches('"');
+            return format!("{rest}: a number is written without quotes, e.g. {leaf} = {v}");
+        }
+    }
+    if msg.starts_with("invalid type: integer") && msg.contains("expected a string") {
+        return format!("{msg}: text is written in double quotes, e.g. {leaf} = \"...\"");
+    }
+    if msg.contains("missing field") {
+        return format!("{msg} (see `odoo-standby init` for every key)");
+    }
+    if msg.contains("unknown field") {
+        return format!("{msg} (check the spelling; `odoo-standby init` lists every key)");
+    }
+    if msg.contains("invalid key") || msg.contains("expected `=`") || msg.contains("invalid string")
+    {
+        return format!(
+            "{msg}: TOML needs key = value, text in double quotes, e.g. root = \"/srv/x\""
+        );
+    }
+    msg.to_owned()
+}
+
+/// A line that stands in for a wrong one while the rest of the file is checked: the example's
+/// value for that key (kept unique where uniqueness is checked), or a comment.
+fn stand_in(key: &str, line: usize) -> String {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    match leaf {
+        "name" => format!("name = \"line_{line}\""),
+        "standby_port" => format!("standby_port = {}", 20000 + line),
+        _ => super::EXAMPLE
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim())
+            .find(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == leaf))
+            .map(|l| l.split(" # ").next().unwrap_or(l).trim().to_owned())
+            .unwrap_or_else(|| "# (a wrong line, left out while checking the rest)".into()),
+    }
+}
+
 impl Config {
-    /// Parses and validates `text`; `file` names it in errors.
+    /// Parses and validates `text`; `file` names it in errors. Every problem is reported,
+    /// not only the first: after each one, its line is replaced by a stand-in (the example's
+    /// value for that key) and the file is checked again, so that the line numbers stay
+    /// those of the file. A syntax error ends the search (what follows cannot be read).
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let first = match Self::parse_one(text, file) {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
+        };
+        let mut work: Vec<String> = text.lines().map(str::to_owned).collect();
+        let mut seen = vec![(first.line, first.key.clone())];
+        let mut also: Vec<ConfigError> = Vec::new();
+        let mut at = first.line;
+        for _ in 0..30 {
+            let current = also.last().unwrap_or(&first);
+            // A syntax error, or a key missing from a table: no line to stand in for.
+            if at == 0
+                || at > work.len()
+                || current.problem.contains("TOML needs")
+                || current.problem.contains("missing field")
+            {
+                break;
+            }
+            let key = current.key.clone();
+            // An unknown key is left out; a wrong value is replaced.
+            work[at - 1] = if current.problem.contains("unknown field") || key == "-" {
+                "# (left out while checking the rest)".into()
+            } else {
+                stand_in(&key, at)
+            };
+            match Self::parse_one(&work.join("\n"), file) {
+                Ok(_) => break,
+                Err(e) => {
+                    // Our stand-in made it worse (a value over several lines): stop here.
+                    if e.problem.contains("TOML needs") || seen.contains(&(e.line, e.key.clone())) {
+                        break;
+                    }
+                    at = e.line;
+                    seen.push((e.line, e.key.clone()));
+                    also.push(e);
+                }
+            }
+        }
+        also.push(first);
+        also.sort_by_key(|e| e.line);
+        let mut first = also.remove(0);
+        first.also = also;
+        Err(first)
+    }
+
+    fn parse_one(text: &str, file: &str) -> Result<Self, ConfigError> {
         let ctx = Ctx { file, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
+            let line = ctx.line(span.clone());
             let msg = e.message().to_owned();
-            let hint = if msg.contains("missing field") {
-                " (see `odoo-standby init` for every key)"
-            } else if msg.contains("unknown field") {
-                " (check the spelling; `odoo-standby init` lists every key)"
+            // The key toml did not name: the one written on that line.
+            let key = if msg.contains("missing field") {
+                "-".to_owned()
             } else {
-                ""
+                key_at(text, line)
             };
-            ctx.err(span, "-", format!("{msg}{hint}"))
+            let problem = explain(&msg, &key);
+            ctx.err(span, key, problem)
         })?;
         let b = raw.backup.get_ref();
         if !valid_user(b.os_user.get_ref()) {
@@ -256,6 +389,7 @@ impl Config {
                 Some(_) => opt_path(&b.metrics_dir, "metrics_dir")?,
                 None => Some(PathBuf::from(super::DEFAULT_METRICS_DIR)),
             },
+            on_event: opt_path(&b.on_event, "on_event")?,
         };
         if raw.instance.is_empty() {
             return Err(ctx.err(

@@ -74,7 +74,7 @@ fn errors_name_file_line_key_and_fix() {
             "sources = \"/opt/odoo/sources\"",
             "sources = \"/opt/odoo/sources\"\nsourcse = \"/x\"",
             1,
-            "-",
+            "instance[0].sourcse",
             "unknown field `sourcse`",
         ),
     ];
@@ -123,4 +123,41 @@ fn duplicates_and_missing_pieces_are_refused() {
         e.contains("missing field `standby_port`") && e.contains("odoo-standby init"),
         "{e}"
     );
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_types_and_syntax_explained() {
+    let text = EXAMPLE
+        .replace("pg_version = 15", "pg_version = \"15\"")
+        .replace("standby_port = 5435", "standby_port = 99999")
+        .replace("address = \"198.51.100.7\"", "address = \"nowhere\"")
+        .replace(
+            "sources = \"/opt/odoo/sources\"",
+            "sources = \"/opt/odoo/sources\"\nsourcse = \"/x\"",
+        );
+    let e = Config::parse(&text, "c.toml").unwrap_err();
+    let shown = e.to_string();
+    let keys: Vec<&str> = std::iter::once(e.key.as_str())
+        .chain(e.also.iter().map(|a| a.key.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "backup.address",
+            "backup.pg_version",
+            "instance[0].standby_port",
+            "instance[0].sourcse"
+        ],
+        "{shown}"
+    );
+    assert!(
+        shown.contains("a number is written without quotes, e.g. pg_version = 15"),
+        "{shown}"
+    );
+    assert_eq!(shown.lines().count(), 4, "{shown}");
+    // A syntax error names its key and says how TOML is written; nothing after it is guessed.
+    let e = Config::parse("[backup]\nroot = /x\n", "c.toml").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (2, "backup.root"), "{e}");
+    assert!(e.to_string().contains("text in double quotes"), "{e}");
+    assert!(e.also.is_empty());
 }
