@@ -274,22 +274,44 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
         .upload("/root/backup.log", 6, "backup")
         .unwrap();
 
-    // The VPS boots again: its enabled cluster comes back by itself, as a primary.
+    // The VPS boots again: its enabled cluster comes back by itself, as a primary; the sync
+    // service (paused since the failover) looks at it within vps_watch_seconds (30) and holds
+    // it down: stopped, standby.signal, start.conf manual, Odoo disabled.
     w.vps().boot().unwrap();
     let start = Instant::now();
-    while w
-        .vps()
-        .exec(&["pg_isready", "-q"])
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
+    let held = || {
+        let sh = |cmd: &str| {
+            w.vps()
+                .exec(&["sh", "-c", cmd])
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        !sh("pg_isready -q")
+            && sh("test -e /var/lib/postgresql/15/main/standby.signal")
+            && sh("grep -qx manual /etc/postgresql/15/main/start.conf")
+            && !sh("systemctl is-enabled -q odoo")
+    };
+    while !held() {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the VPS's cluster did not come back"
+            start.elapsed() < Duration::from_secs(120),
+            "the sync service did not hold the revived VPS down"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(w.vps_sql("postgres", "SELECT pg_is_in_recovery()"), ["f"]);
+    let said = w
+        .backup()
+        .run(&[
+            "journalctl",
+            "-q",
+            "--no-pager",
+            "-u",
+            "odoo-standby-sync-vps1",
+        ])
+        .unwrap();
+    assert!(
+        said.contains("vps-primary-after-failover") || said.contains("vps-not-held"),
+        "{said}"
+    );
 
     // Failback: what the VPS wrote after the split (the end of the uploads it never sent,
     // what its Odoo did after the boot) is kept and named first; then the VPS gets

@@ -136,7 +136,15 @@ fn assert_held(w: &LabWorld) {
 
 #[test]
 fn split_brain_is_refused_fenced_and_what_the_vps_wrote_is_kept() {
-    let w = LabWorld::new();
+    // The sync service does not look at the VPS here (its own hold is the main lab test's):
+    // the VPS must come back and take writes before status finds it.
+    let w = LabWorld::with_config(
+        &odoo_standby_tests::LAB_CONFIG.replace(
+            "pg_version = 15\n",
+            "pg_version = 15\nvps_watch_seconds = 0\n",
+        ),
+        odoo_standby_tests::binary(),
+    );
     w.ok(&["protect", "vps1", "--restart-vps"]);
     w.wait_healthy(90);
     w.vps_users()

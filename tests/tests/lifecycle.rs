@@ -15,6 +15,28 @@ use odoo_standby_tests::binary;
 use pgrepl::{PgClient, Sql};
 use sandbox::{Sandbox, SizeMix, World};
 
+/// Starts (or stops) the VPS's Odoo through the product's own supervisor (on a runtime of
+/// its own: the tests that call this are inside one already).
+fn vps_odoo(config: &Path, up: bool) {
+    let config = config.to_owned();
+    std::thread::spawn(move || {
+        let cfg = failover::Config::load(&config).unwrap();
+        let env = failover::Env::new(&cfg, &config, "vps1").unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let svc = env.vps_odoo_service();
+            if up {
+                env.there.start(&svc).await
+            } else {
+                env.there.stop(&svc).await
+            }
+        })
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
 struct T {
     sb: Sandbox,
     w: World,
@@ -25,23 +47,21 @@ impl T {
     fn new() -> Self {
         let mut sb = Sandbox::new().unwrap();
         let w = sandbox::vps_world(&mut sb, 60).unwrap();
-        // Production runs on the VPS, as in the users' world (its own runtime: the tests
-        // that call this are inside one already).
-        let config = w.config.clone();
-        std::thread::spawn(move || {
-            let cfg = failover::Config::load(&config).unwrap();
-            let env = failover::Env::new(&cfg, &config, "vps1").unwrap();
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(env.there.start(&env.vps_odoo_service()))
-                .unwrap();
-        })
-        .join()
-        .unwrap();
+        // Production runs on the VPS, as in the users' world.
+        vps_odoo(&w.config, true);
         Self {
             sb,
             w,
             bin: binary(),
         }
+    }
+
+    /// The VPS dies: its Odoo (which on one machine would hold the port the backup's Odoo
+    /// needs), its PostgreSQL and its sshd.
+    fn vps_dies(&mut self) {
+        vps_odoo(&self.w.config, false);
+        assert!(self.w.vps.kill());
+        assert!(self.sb.stop_sshd());
     }
 
     fn cli(&self, args: &[&str], kill_after: Option<&str>) -> Output {
@@ -186,8 +206,7 @@ async fn lifecycle(failover_kill: &str, failback_kill: &str) {
 
     // The VPS dies. Failover, killed after one step, then resumed.
     drop(vps);
-    assert!(t.w.vps.kill());
-    assert!(t.sb.stop_sshd());
+    t.vps_dies();
     t.killed_after(
         &["failover", "vps1", "--yes", "--vps-unreachable"],
         failover_kill,
@@ -318,8 +337,7 @@ async fn failover_goes_on_with_a_file_the_backup_never_got_and_a_table_owned_by_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop((vps, backup));
-    assert!(t.w.vps.kill());
-    assert!(t.sb.stop_sshd());
+    t.vps_dies();
     let out = t.ok(&["failover", "vps1", "--yes", "--vps-unreachable"]);
     assert!(out.contains("LOST: 1 attachment file(s)"), "{out}");
     assert!(out.contains(&format!("lost clientes/{fname}")), "{out}");
@@ -358,7 +376,8 @@ async fn a_changed_host_key_reaches_the_operator_with_its_fingerprint() {
     t.wait_healthy();
     // The sync service's metrics: promtool accepts them; a standby, up, no error yet.
     let metrics = t.sb.root().join("metrics/odoo_standby_vps1.prom");
-    let text = std::fs::read_to_string(&metrics).unwrap();
+    let text =
+        std::fs::read_to_string(&metrics).unwrap_or_else(|e| panic!("{}: {e}", metrics.display()));
     odoo_standby_tests::assert_promtool_accepts(&text);
     for line in [
         "odoo_standby_up{instance_name=\"vps1\"} 1\n",

@@ -95,7 +95,16 @@ impl DemoArgs {
             w.config.display()
         );
         let cfg = Config::load(&w.config)?;
-        let env = Env::new(&cfg, &w.config, "vps1")?;
+        let mut env = Env::new(&cfg, &w.config, "vps1")?;
+        // The sync service runs the operator's command, built beside this one.
+        env.program = std::env::current_exe()?.with_file_name("odoo-standby");
+        if !env.program.exists() {
+            return Err(format!(
+                "{} is missing: build it first (cargo build --release -p odoo-standby)",
+                env.program.display()
+            )
+            .into());
+        }
         // Production runs on the VPS, as in the users' world.
         env.there.start(&env.vps_odoo_service()).await?;
         let result = self.lifecycle(t0, &mut sb, &w, &env).await;
@@ -153,6 +162,9 @@ impl DemoArgs {
             "the VPS dies: its postgres gets SIGKILL, its sshd is stopped",
         );
         drop(vps_db);
+        // All of it: its Odoo too (on one machine it would keep the port the backup's
+        // Odoo needs).
+        env.there.stop(&env.vps_odoo_service()).await?;
         w.vps.kill();
         sb.stop_sshd();
 

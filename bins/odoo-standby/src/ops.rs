@@ -196,6 +196,14 @@ pub async fn abort(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>
     Ok(ExitCode::SUCCESS)
 }
 
+/// The instance named (checked against the config), or all of them.
+fn selected(cfg: &Config, name: Option<&str>) -> Result<Vec<String>, Box<dyn Error>> {
+    Ok(match name {
+        Some(n) => vec![cfg.instance(n)?.name.clone()],
+        None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
+    })
+}
+
 /// How `status` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusFormat {
@@ -216,10 +224,7 @@ pub async fn status(
     limit: Duration,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let cfg = Config::load(config)?;
-    let names: Vec<String> = match name {
-        Some(n) => vec![cfg.instance(n)?.name.clone()],
-        None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
-    };
+    let names = selected(&cfg, name)?;
     let mut envs = Vec::new();
     for n in &names {
         envs.push(Env::new(&cfg, config, n)?);
@@ -253,10 +258,7 @@ pub async fn check_online(
 ) -> Result<ExitCode, Box<dyn Error>> {
     use failover::check::Level;
     let cfg = Config::load(config)?;
-    let names: Vec<String> = match name {
-        Some(n) => vec![cfg.instance(n)?.name.clone()],
-        None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
-    };
+    let names = selected(&cfg, name)?;
     let mut tasks = Vec::new();
     for n in &names {
         let env = Env::new(&cfg, config, n)?;
@@ -332,10 +334,7 @@ pub async fn check_online(
 /// seen and cleared, the sync's failures, operations started, failed, ended), oldest first.
 pub fn history(config: &Path, name: Option<&str>, json: bool) -> Result<ExitCode, Box<dyn Error>> {
     let cfg = Config::load(config)?;
-    let names: Vec<String> = match name {
-        Some(n) => vec![cfg.instance(n)?.name.clone()],
-        None => cfg.instances.iter().map(|i| i.name.clone()).collect(),
-    };
+    let names = selected(&cfg, name)?;
     let mut rows: Vec<(u64, serde_json::Value, String)> = Vec::new();
     for n in &names {
         let env = Env::new(&cfg, config, n)?;

@@ -172,6 +172,8 @@ pub struct Passes {
     metrics_warned: bool,
     /// Passes fail since then; the last `sync-failing` event was sent then.
     failing: Option<(std::time::Instant, std::time::Instant)>,
+    /// When the VPS was last looked at while a failover holds the instance.
+    vps_looked_at: Option<std::time::Instant>,
 }
 
 /// Lag and slot, as the VPS reports them.
@@ -194,6 +196,7 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
     if env.state.paused().exists() {
         let state = SyncState::load(env);
         write_metrics(env, passes, &state, false, clock.elapsed()).await;
+        watch_failed_over_vps(env, passes).await;
         return Ok(None);
     }
     let mut state = SyncState::load(env);
@@ -209,8 +212,9 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
             state.errors_total += 1;
         }
     }
-    state.save(env)?;
+    // The metrics first: a pass that status sees is in them.
     write_metrics(env, passes, &state, result.is_ok(), clock.elapsed()).await;
+    state.save(env)?;
     sync_events(env, passes, &state).await;
     result.map(Some)
 }
@@ -252,6 +256,49 @@ async fn sync_events(env: &Env, passes: &mut Passes, state: &SyncState) {
     }
 }
 
+/// The cluster here as the sync service sees it (as `os_user`, through the Odoo role, no
+/// superuser): `standby`, `primary`, or `down` when it does not answer in 10 s.
+async fn role_here(env: &Env) -> &'static str {
+    let ask = async {
+        let db = OdooDbs::of(env)
+            .await
+            .ok()?
+            .database("postgres")
+            .await
+            .ok()?;
+        crate::env::rows(db.as_ref(), "SELECT pg_is_in_recovery()")
+            .await
+            .ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(10), ask).await {
+        Ok(Some(r)) if r == ["t"] => "standby",
+        Ok(Some(r)) if r == ["f"] => "primary",
+        _ => "down",
+    }
+}
+
+/// While a failover holds the instance: every `vps_watch_seconds`, a VPS that came back as a
+/// primary (or stopped without being held down) is held down now, and said (the sync's log,
+/// and a `problem` event). Nothing is done while an operation runs (a failback).
+async fn watch_failed_over_vps(env: &Env, passes: &mut Passes) {
+    let every = Duration::from_secs(env.cfg.backup.vps_watch_seconds);
+    if every.is_zero() || passes.vps_looked_at.is_some_and(|t| t.elapsed() < every) {
+        return;
+    }
+    passes.vps_looked_at = Some(std::time::Instant::now());
+    // Only once this server took production over (an aborted failover that never promoted
+    // leaves the VPS the primary it should be).
+    if role_here(env).await != "primary" {
+        return;
+    }
+    if let Some(p) = crate::vps::guard_after_failover(env).await {
+        tracing::error!("{}: {}: {} ({})", env.name(), p.code, p.message, p.fix);
+        let sev = format!("{:?}", p.severity).to_lowercase();
+        let msg = format!("{}: {}", p.code, p.message);
+        crate::events::emit(env, crate::events::sync_log(env), "problem", &sev, &msg).await;
+    }
+}
+
 /// Rewrites the instance's metrics file, when a metrics folder is configured and exists.
 /// Never fails the pass: a file that cannot be written is logged once.
 async fn write_metrics(
@@ -265,12 +312,7 @@ async fn write_metrics(
         return;
     };
     let limit = Duration::from_secs(10);
-    let role = match tokio::time::timeout(limit, pgrepl::status(&env.standby_sql("postgres"))).await
-    {
-        Ok(Ok(pgrepl::Status::Standby(_))) => "standby",
-        Ok(Ok(pgrepl::Status::Primary(_))) => "primary",
-        _ => "down",
-    };
+    let role = role_here(env).await;
     let due = passes
         .vps_seen
         .as_ref()

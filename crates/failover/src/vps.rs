@@ -136,9 +136,24 @@ pub async fn hold_vps(env: &Env) -> Result<pgrepl::fence::HeldDown> {
         let path = env.state.fence();
         let text = serde_json::to_string_pretty(&rec)
             .map_err(|e| FailoverError::failed("the fence record", e))?;
-        std::fs::create_dir_all(env.state.dir())
-            .and_then(|()| std::fs::write(&path, text))
-            .map_err(|e| FailoverError::failed(format!("writing {}", path.display()), e))?;
+        let written =
+            std::fs::create_dir_all(env.state.dir()).and_then(|()| std::fs::write(&path, text));
+        match written {
+            Ok(()) => {}
+            // The sync service (os_user) may not write root's state folder: the VPS is held
+            // down all the same; failback sets start.conf back to auto without the record.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => tracing::warn!(
+                "{}: the VPS is held down; its fence record {} cannot be written here ({e})",
+                env.name(),
+                path.display()
+            ),
+            Err(e) => {
+                return Err(FailoverError::failed(
+                    format!("writing {}", path.display()),
+                    e,
+                ))
+            }
+        }
     }
     Ok(held)
 }

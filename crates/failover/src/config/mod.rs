@@ -89,6 +89,10 @@ pub struct Backup {
     /// or clears, the sync keeps failing), as `PROGRAM INSTANCE EVENT SEVERITY MESSAGE`;
     /// see the `events` module.
     pub on_event: Option<PathBuf>,
+    /// Seconds between two looks of the sync service, while a failover holds the instance,
+    /// at the VPS: one that came back as a primary is held down (30; 0: never, status
+    /// still does it).
+    pub vps_watch_seconds: u64,
 }
 
 /// Debian's node-exporter textfile folder (package prometheus-node-exporter).

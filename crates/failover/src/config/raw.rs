@@ -53,6 +53,8 @@ struct RawBackup {
     metrics_dir: Option<Spanned<String>>,
     #[serde(default)]
     on_event: Option<Spanned<String>>,
+    #[serde(default)]
+    vps_watch_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -363,6 +365,13 @@ impl Config {
             0,
             "MB of SHA-1 per second in the background, 0 for none, e.g. 4",
         )?;
+        let vps_watch_seconds = count(
+            &b.vps_watch_seconds,
+            "vps_watch_seconds",
+            30,
+            0,
+            "seconds between two looks at a failed-over VPS (0: never), e.g. 30",
+        )?;
         let backup = Backup {
             root: ctx.abs_path(&b.root, "backup.root".into())?,
             odoo_source: ctx.abs_path(&b.odoo_source, "backup.odoo_source".into())?,
@@ -390,6 +399,7 @@ impl Config {
                 None => Some(PathBuf::from(super::DEFAULT_METRICS_DIR)),
             },
             on_event: opt_path(&b.on_event, "on_event")?,
+            vps_watch_seconds,
         };
         if raw.instance.is_empty() {
             return Err(ctx.err(

@@ -27,6 +27,7 @@ pub fn failover() -> Vec<Box<dyn Step>> {
         Box::new(StartOdoo),
         Box::new(CheckHttp),
         Box::new(Nginx),
+        Box::new(WatchVps),
     ]
 }
 
@@ -385,5 +386,38 @@ impl Step for Nginx {
     async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
         let text = env.nginx_site().await;
         write_ours(env, &env.nginx_path(), &text, 0o644, "root").await
+    }
+}
+
+/// The sync service started again, paused (the marker stop-syncs wrote stays): it copies
+/// nothing, and every `vps_watch_seconds` holds the VPS down if it comes back as a primary
+/// (`sync::watch_failed_over_vps`).
+pub struct WatchVps;
+
+#[async_trait]
+impl Step for WatchVps {
+    fn id(&self) -> &'static str {
+        "watch-vps"
+    }
+    fn title(&self) -> &'static str {
+        "start the sync service paused: it copies nothing, and holds the VPS down if it comes back as a primary"
+    }
+    fn runs(&self, env: &Env) -> Vec<Run> {
+        Run::cmds(
+            &env.here.start_specs(&env.sync_service()),
+            "start the sync service (paused)",
+        )
+    }
+    fn check(&self) -> &'static str {
+        "the sync service runs"
+    }
+    fn hint(&self) -> &'static str {
+        "see its log; production runs here all the same; `odoo-standby status NAME` also holds a revived VPS down"
+    }
+    async fn is_done(&self, env: &Env) -> Result<bool> {
+        env.here.is_active(&env.sync_service()).await
+    }
+    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
+        env.here.start(&env.sync_service()).await
     }
 }

@@ -297,13 +297,14 @@ impl Step for StartSyncs {
         v
     }
     fn check(&self) -> &'static str {
-        "the sync service runs"
+        "the sync service runs, not paused"
     }
     fn hint(&self) -> &'static str {
         "see its log; `odoo-standby sync NAME` runs one pass by hand"
     }
     async fn is_done(&self, env: &Env) -> Result<bool> {
-        env.here.is_active(&env.sync_service()).await
+        // After a failover it runs paused (watching the VPS): not done until unpaused.
+        Ok(!env.state.paused().exists() && env.here.is_active(&env.sync_service()).await?)
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
         let p = env.state.paused();
