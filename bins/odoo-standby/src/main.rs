@@ -9,7 +9,7 @@ mod show;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use failover::report;
 
 /// Keep a warm copy of Odoo instances on a backup server.
@@ -129,6 +129,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script (`odoo-standby completions bash >
+    /// /etc/bash_completion.d/odoo-standby`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages into DIR: odoo-standby.1 and one per subcommand
+    /// (odoo-standby-failover.1 ...), for `man -l` or /usr/share/man/man1.
+    Man {
+        /// Where (made when missing).
+        dir: std::path::PathBuf,
+    },
     /// One file-sync pass for an instance (`--watch`: one every few seconds, what the sync
     /// service runs).
     Sync {
@@ -234,6 +246,13 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "odoo-standby", &mut out);
+            cli::say(&String::from_utf8_lossy(&out));
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => report(man(&dir)),
         Command::History { name, json } => report(ops::history(&config, name.as_deref(), json)),
         Command::Sync {
             name,
@@ -264,6 +283,25 @@ fn block_on(
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes `odoo-standby.1` and `odoo-standby-<subcommand>.1` into `dir`.
+fn man(dir: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let top = Cli::command();
+    let mut pages = vec![("odoo-standby".to_owned(), top.clone())];
+    for sub in top.get_subcommands() {
+        let name = format!("odoo-standby-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, cmd) in pages {
+        let mut text = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut text)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        cli::say!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Validates a config file and summarizes it.

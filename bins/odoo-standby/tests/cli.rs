@@ -95,3 +95,36 @@ fn dry_runs_print_the_plans_and_touch_nothing() {
         .next()
         .is_none());
 }
+
+#[test]
+fn man_pages_one_per_subcommand_and_completions() {
+    let dir = std::env::temp_dir().join(format!("odoo-standby-man-{}", std::process::id()));
+    let out = run(&["man", dir.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "odoo-standby",
+        "odoo-standby-failover",
+        "odoo-standby-status",
+        "odoo-standby-check",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{page}.1"))).expect(page);
+        assert!(text.contains(&format!(".TH {page} 1")), "{page}: {text}");
+    }
+    let failover = std::fs::read_to_string(dir.join("odoo-standby-failover.1")).expect("page");
+    assert!(failover.contains("vps\\-unreachable"), "{failover}");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("failover") && text.contains("--nagios"),
+            "{shell}: {text}"
+        );
+    }
+    let bad = run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
