@@ -173,16 +173,8 @@ fn main() -> ExitCode {
                 return report(check(&config));
             }
             block_on(async move {
-                match ops::check_online(&config, name.as_deref(), nagios).await {
-                    Err(e) if nagios => {
-                        cli::say!(
-                            "ODOO-STANDBY-CHECK UNKNOWN - {}",
-                            failover::chain(e.as_ref())
-                        );
-                        Ok(ExitCode::from(3))
-                    }
-                    r => r,
-                }
+                let r = ops::check_online(&config, name.as_deref(), nagios).await;
+                nagios_unknown(nagios, "ODOO-STANDBY-CHECK", r)
             })
         }
         Command::VpsSudoers { name } => report(ops::vps_sudoers(&config, &name)),
@@ -235,15 +227,8 @@ fn main() -> ExitCode {
             };
             block_on(async move {
                 let limit = std::time::Duration::from_secs(timeout.max(1));
-                match ops::status(&config, name.as_deref(), format, limit).await {
-                    // What Nagios cannot check (a config it cannot read) is UNKNOWN, on
-                    // stdout where it reads the plugin's line.
-                    Err(e) if nagios => {
-                        cli::say!("ODOO-STANDBY UNKNOWN - {}", failover::chain(e.as_ref()));
-                        Ok(ExitCode::from(3))
-                    }
-                    r => r,
-                }
+                let r = ops::status(&config, name.as_deref(), format, limit).await;
+                nagios_unknown(nagios, "ODOO-STANDBY", r)
             })
         }
         Command::Completions { shell } => {
@@ -259,6 +244,22 @@ fn main() -> ExitCode {
             watch,
             interval,
         } => block_on(async move { ops::sync(&config, &name, watch, interval).await }),
+    }
+}
+
+/// With --nagios, what cannot be checked (a config it cannot read) is UNKNOWN (exit 3), on
+/// stdout where Nagios reads the plugin's line; otherwise the error goes to `report`.
+fn nagios_unknown(
+    nagios: bool,
+    plugin: &str,
+    r: Result<ExitCode, Box<dyn std::error::Error>>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match r {
+        Err(e) if nagios => {
+            cli::say!("{plugin} UNKNOWN - {}", failover::chain(e.as_ref()));
+            Ok(ExitCode::from(3))
+        }
+        r => r,
     }
 }
 

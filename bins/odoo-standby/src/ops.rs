@@ -230,11 +230,6 @@ pub async fn status(
         envs.push(Env::new(&cfg, config, n)?);
     }
     let all = failover::status_all(envs, limit).await;
-    for s in &all {
-        if let Ok(env) = Env::new(&cfg, config, &s.name) {
-            failover::events::note_problems(&env, s).await;
-        }
-    }
     let out = match format {
         StatusFormat::Json => format!("{}\n", serde_json::to_string_pretty(&all)?),
         StatusFormat::Text => crate::show::table(&all, crate::show::colour()),

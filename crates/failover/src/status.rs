@@ -168,45 +168,57 @@ fn host_key_changed(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The statuses of `envs`, checked in parallel, each within `limit`: an instance whose checks
 /// do not end in time gets one `status-timeout` problem (severity unknown) and the others
-/// are not held up by it.
+/// are not held up by it. What appeared or cleared since the last status is recorded as
+/// events (`events::note_problems`).
 pub async fn status_all(envs: Vec<Env>, limit: Duration) -> Vec<InstanceStatus> {
     let tasks: Vec<_> = envs
         .into_iter()
         .map(|env| {
             let name = env.name().to_owned();
-            let task =
-                tokio::spawn(async move { tokio::time::timeout(limit, status(&env)).await.ok() });
+            let task = tokio::spawn(async move {
+                let s = tokio::time::timeout(limit, status(&env)).await.ok();
+                (env, s)
+            });
             (name, task)
         })
         .collect();
     let mut all = Vec::new();
     for (name, task) in tasks {
-        let s = match task.await {
-            Ok(Some(s)) => s,
-            Ok(None) => unknown(
-                &name,
-                limit,
-                Problem {
-                    code: "status-timeout",
-                    severity: Severity::Unknown,
-                    message: format!(
-                        "the checks of {name} did not end within {} s (a machine that accepts connections and does not answer?)",
-                        limit.as_secs()
-                    ),
-                    fix: format!("`odoo-standby status {name} --timeout 120` waits longer"),
-                },
+        let (env, s) = match task.await {
+            Ok((env, Some(s))) => (Some(env), s),
+            Ok((env, None)) => (
+                Some(env),
+                unknown(
+                    &name,
+                    limit,
+                    Problem {
+                        code: "status-timeout",
+                        severity: Severity::Unknown,
+                        message: format!(
+                            "the checks of {name} did not end within {} s (a machine that accepts connections and does not answer?)",
+                            limit.as_secs()
+                        ),
+                        fix: format!("`odoo-standby status {name} --timeout 120` waits longer"),
+                    },
+                ),
             ),
-            Err(e) => unknown(
-                &name,
-                limit,
-                Problem {
-                    code: "status-timeout",
-                    severity: Severity::Unknown,
-                    message: format!("the checks of {name} ended abnormally: {e}"),
-                    fix: format!("run `odoo-standby status {name}` again"),
-                },
+            Err(e) => (
+                None,
+                unknown(
+                    &name,
+                    limit,
+                    Problem {
+                        code: "status-timeout",
+                        severity: Severity::Unknown,
+                        message: format!("the checks of {name} ended abnormally: {e}"),
+                        fix: format!("run `odoo-standby status {name}` again"),
+                    },
+                ),
             ),
         };
+        if let Some(env) = &env {
+            crate::events::note_problems(env, &s).await;
+        }
         all.push(s);
     }
     all
@@ -231,11 +243,17 @@ fn unknown(name: &str, limit: Duration, p: Problem) -> InstanceStatus {
     }
 }
 
+/// `(version, name)` of the standby when it is a postgresql-common cluster.
+fn debian_id(env: &Env) -> Option<(String, String)> {
+    let label = env.standby.label();
+    let (v, n) = label.split_once('/').filter(|_| !label.starts_with('/'))?;
+    Some((v.to_owned(), n.to_owned()))
+}
+
 /// How the operator starts the standby cluster here, for a fix.
 fn start_hint(env: &Env) -> String {
-    let label = env.standby.label();
-    match label.split_once('/') {
-        Some((v, n)) if !label.starts_with('/') => format!("systemctl start postgresql@{v}-{n}"),
+    match debian_id(env) {
+        Some((v, n)) => format!("systemctl start postgresql@{v}-{n}"),
         _ => format!(
             "as {}: {}/pg_ctl -D {} start",
             env.cfg.backup.pg_os_user,
@@ -247,11 +265,8 @@ fn start_hint(env: &Env) -> String {
 
 /// Where the standby cluster's log is, for a fix.
 fn log_hint(env: &Env) -> String {
-    let label = env.standby.label();
-    match label.split_once('/') {
-        Some((v, n)) if !label.starts_with('/') => {
-            format!("/var/log/postgresql/postgresql-{v}-{n}.log")
-        }
+    match debian_id(env) {
+        Some((v, n)) => format!("/var/log/postgresql/postgresql-{v}-{n}.log"),
         _ => format!("the log beside {}", env.standby.data_dir().display()),
     }
 }
