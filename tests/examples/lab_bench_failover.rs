@@ -22,7 +22,7 @@ fn main() {
         .unwrap_or(3);
     let mut w = LabWorld::with_config(
         odoo_standby_tests::LAB_CONFIG,
-        odoo_standby_tests::production_binary(),
+        odoo_standby_tests::production_package(),
     );
     w.echo = false;
     let (mut first, mut failback) = (Vec::new(), Vec::new());

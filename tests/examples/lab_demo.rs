@@ -30,7 +30,7 @@ fn main() {
     );
     let mut w = LabWorld::with_config(
         odoo_standby_tests::LAB_CONFIG,
-        odoo_standby_tests::production_binary(),
+        odoo_standby_tests::production_package(),
     );
     // Only failures are echoed on stderr; the demo prints what matters.
     w.echo = false;

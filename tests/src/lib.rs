@@ -104,6 +104,48 @@ pub fn production_binary() -> PathBuf {
     dir.join("odoo-standby")
 }
 
+/// The Debian package of this workspace (`scripts/package`), built for this test run's
+/// profile into `target/<profile>/lab-deb[-hooks]`; `hooks`: the program with its test hooks
+/// (kill points, command recording), as [`binary`] is. Built once per test process.
+fn package(hooks: bool) -> PathBuf {
+    static BUILT: [std::sync::OnceLock<PathBuf>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    BUILT[usize::from(hooks)]
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+            let out = dir.join(if hooks { "lab-deb-hooks" } else { "lab-deb" });
+            let mut c = Command::new("bash");
+            c.arg(root.join("scripts/package"))
+                .env("PACKAGE_PROFILE", if release { "release" } else { "dev" })
+                .env("PACKAGE_OUT", &out);
+            if hooks {
+                c.env("PACKAGE_FEATURES", "test-hooks");
+            }
+            let o = c.output().unwrap();
+            assert!(
+                o.status.success(),
+                "scripts/package failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let text = String::from_utf8_lossy(&o.stdout);
+            PathBuf::from(text.lines().last().unwrap_or_default().trim())
+        })
+        .clone()
+}
+
+/// The package the lab's backup installs for the tests: the program with its test hooks.
+pub fn test_package() -> PathBuf {
+    package(true)
+}
+
+/// The package an operator installs (the demo and the benchmarks install it in the lab).
+pub fn production_package() -> PathBuf {
+    package(false)
+}
+
 /// The configuration an operator writes on the backup for the lab's VPS.
 pub const LAB_CONFIG: &str = r#"# /etc/odoo-standby/config.toml on the lab's backup server
 [backup]
@@ -151,11 +193,12 @@ impl Default for LabWorld {
 impl LabWorld {
     /// Boots and sets up the world (about 40 s with a cached base).
     pub fn new() -> Self {
-        Self::with_config(LAB_CONFIG, binary())
+        Self::with_config(LAB_CONFIG, test_package())
     }
 
-    /// The world with another odoo-standby configuration and binary.
-    pub fn with_config(config: &str, bin: PathBuf) -> Self {
+    /// The world with another odoo-standby configuration and package (a .deb, installed in
+    /// the backup machine with `dpkg -i`).
+    pub fn with_config(config: &str, deb: PathBuf) -> Self {
         let src = lab::odoo::source().unwrap();
         let lab = Lab::up(&Lab::two_machines()).unwrap();
         let w = Self {
@@ -165,7 +208,7 @@ impl LabWorld {
         };
         lab::odoo::install_vps(w.vps(), &src).unwrap();
         lab::odoo::install_backup(w.backup(), &src, w.vps()).unwrap();
-        lab::odoo::install_product(w.backup(), &bin, config).unwrap();
+        lab::odoo::install_package(w.backup(), &deb, config).unwrap();
         // The operator installs the drop-in the product prints, exactly as printed.
         let rules = w.ok(&["vps-sudoers", "vps1"]);
         w.vps()
@@ -228,7 +271,7 @@ impl LabWorld {
             argv.push(r.as_str());
         }
         argv.extend_from_slice(vars);
-        argv.push("/usr/local/bin/odoo-standby");
+        argv.push("/usr/bin/odoo-standby");
         argv.extend_from_slice(args);
         let out = self.backup().exec(&argv).unwrap();
         if !self.echo && out.status.success() {
@@ -260,7 +303,7 @@ impl LabWorld {
         for (m, units) in [
             (
                 self.backup(),
-                &["odoo_vps1", "odoo-standby-sync-vps1", "postgresql@15-vps1"][..],
+                &["odoo_vps1", "odoo-standby-sync@vps1", "postgresql@15-vps1"][..],
             ),
             (self.vps(), &["odoo", "postgresql@15-main"][..]),
         ] {
@@ -328,10 +371,10 @@ impl LabWorld {
                 assert_eq!(s["healthy"], true, "{s}");
                 return s;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(seconds),
-                "never healthy: {s}"
-            );
+            if start.elapsed() >= Duration::from_secs(seconds) {
+                self.dump_journals();
+                panic!("never healthy: {s}");
+            }
             std::thread::sleep(Duration::from_secs(1));
         }
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use odoo_standby_tests::{binary, LabWorld, LAB_CONFIG};
+use odoo_standby_tests::{test_package, LabWorld, LAB_CONFIG};
 use serde_json::Value;
 
 /// Every step's commands as `--dry-run --json` shows them, over the three plans.
@@ -85,7 +85,7 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
         "odoo_conf = \"/etc/odoo.conf\"\n",
         "odoo_conf = \"/etc/odoo.conf\"\ndatabases = [\"clientes\"]\n",
     );
-    let mut w = LabWorld::with_config(&config, binary());
+    let mut w = LabWorld::with_config(&config, test_package());
     // Every command odoo-standby runs from here on is recorded with its step.
     w.record = Some("/root/record.jsonl".into());
     // An admin's table made as postgres in the Odoo database: real Odoo ignores it, and so
@@ -305,7 +305,7 @@ fn the_vps_dies_mid_upload_the_backup_serves_and_gives_everything_back() {
             "-q",
             "--no-pager",
             "-u",
-            "odoo-standby-sync-vps1",
+            "odoo-standby-sync@vps1",
         ])
         .unwrap();
     assert!(
@@ -446,6 +446,8 @@ fn a_cut_network_looks_like_a_dead_vps_and_the_failover_waits_for_the_acknowledg
     w.ok(&["protect", "vps1", "--restart-vps"]);
     w.wait_healthy(60);
     check_online_names_what_breaks(&w);
+    installed_like_a_debian_tool(&w);
+    ssh_setup_trusts_only_the_confirmed_key(&w);
     // The VPS runs on, serving its users, but nothing from the backup reaches it.
     w.lab.cut("vps").unwrap();
     assert_eq!(
@@ -574,4 +576,167 @@ fn check_online_names_what_breaks(w: &LabWorld) {
     w.vps().run(&["cp", "/root/sudoers.good", rules]).unwrap();
     let (code, said) = check();
     assert_eq!(code, Some(0), "{said}");
+}
+
+/// The package as an operator meets it on the backup: `man`, Tab, the units protect enabled
+/// (verified and scored by systemd), and requirement.txt following the VPS's `pip freeze`
+/// through the refresh timer's service.
+fn installed_like_a_debian_tool(w: &LabWorld) {
+    let b = w.backup();
+    let page = b
+        .sh("MANWIDTH=100 man -P cat odoo-standby-failover 2>&1", &[])
+        .unwrap();
+    assert!(
+        page.contains("odoo-standby-failover") && page.contains("--vps-unreachable"),
+        "{page}"
+    );
+    // bash-completion loads the script from where the package put it, on the first Tab.
+    let words = b
+        .run(&[
+            "bash",
+            "-c",
+            ". /usr/share/bash-completion/bash_completion; _completion_loader odoo-standby; \
+             COMP_WORDS=(odoo-standby fail); COMP_CWORD=1; COMP_LINE='odoo-standby fail'; COMP_POINT=${#COMP_LINE}; \
+             \"$(complete -p odoo-standby | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\" odoo-standby fail odoo-standby; \
+             printf '%s\\n' \"${COMPREPLY[@]}\"",
+        ])
+        .unwrap();
+    let words: BTreeSet<&str> = words.split_whitespace().collect();
+    assert_eq!(
+        words,
+        BTreeSet::from(["failback", "failover"]),
+        "completion of `odoo-standby fail`"
+    );
+    // The units protect enabled: the package's templates, with protect's drop-ins.
+    for unit in [
+        "odoo-standby-sync@vps1.service",
+        "odoo-standby-refresh@vps1.service",
+        "odoo-standby-refresh@vps1.timer",
+    ] {
+        let out = b.exec(&["systemd-analyze", "verify", unit]).unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{unit}: {said}"
+        );
+    }
+    for unit in [
+        "odoo-standby-sync@vps1.service",
+        "odoo-standby-refresh@vps1.timer",
+    ] {
+        let state = b.run(&["systemctl", "is-enabled", unit]).unwrap();
+        assert_eq!(state.trim(), "enabled", "{unit}");
+    }
+    let security = b
+        .run(&[
+            "systemd-analyze",
+            "security",
+            "--no-pager",
+            "odoo-standby-sync@vps1.service",
+        ])
+        .unwrap();
+    let overall = security
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_default()
+        .to_owned();
+    eprintln!("systemd-analyze security odoo-standby-sync@vps1.service: {overall}");
+    let score: f64 = overall
+        .split(':')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10.0);
+    assert!(score < 3.0, "{security}");
+
+    // requirement.txt: written by protect, then following the VPS through the timer's
+    // service, as the Odoo user. A package appears on the VPS (its metadata, as pip leaves it).
+    let req = "/opt/odoouser/respaldo_filestore/vps1/requirement.txt";
+    let first = b.read(req).unwrap();
+    assert!(first.lines().any(|l| l.starts_with("lxml==")), "{first}");
+    assert!(!first.contains("labextra"), "{first}");
+    w.vps()
+        .sh(
+            "d=/usr/local/lib/python3.11/dist-packages/labextra-1.2.3.dist-info; mkdir -p $d && \
+             printf 'Metadata-Version: 2.1\\nName: labextra\\nVersion: 1.2.3\\n' > $d/METADATA",
+            &[],
+        )
+        .unwrap();
+    b.run(&["systemctl", "start", "odoo-standby-refresh@vps1.service"])
+        .unwrap();
+    let after = b.read(req).unwrap();
+    assert!(after.lines().any(|l| l == "labextra==1.2.3"), "{after}");
+    assert_eq!(
+        b.run(&["stat", "-c", "%U", req]).unwrap().trim(),
+        "odoouser"
+    );
+    let log = b
+        .run(&[
+            "journalctl",
+            "-q",
+            "--no-pager",
+            "-u",
+            "odoo-standby-refresh@vps1",
+        ])
+        .unwrap();
+    assert!(log.contains("requirement.txt rewritten"), "{log}");
+}
+
+/// `ssh-setup` on a backup whose user lost its trust of the VPS and its access there: a
+/// wrong fingerprint adds nothing; the right one adds the host key, and without an agent the
+/// line to add on the VPS is printed; once the operator added it, a run proves the login.
+fn ssh_setup_trusts_only_the_confirmed_key(w: &LabWorld) {
+    let (b, v) = (w.backup(), w.vps());
+    let known = "/opt/odoouser/.ssh/known_hosts";
+    let before = b.read(known).unwrap();
+    b.sh(": > \"$1\"", &[known]).unwrap();
+    let home = v.sh("getent passwd odoo | cut -d: -f6", &[]).unwrap();
+    let auth = format!("{}/.ssh/authorized_keys", home.trim());
+    v.run(&["mv", &auth, &format!("{auth}.lab")]).unwrap();
+
+    let out = w.cli(&["ssh-setup", "vps1", "--fingerprint", "SHA256:not-the-one"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{said}{err}");
+    assert!(err.contains("not added"), "{err}");
+    assert_eq!(b.read(known).unwrap(), "");
+    // The operator reads the offered key's fingerprint on the VPS.
+    let kind = said
+        .split(" offers ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_default()
+        .trim_start_matches("ssh-")
+        .to_owned();
+    let fp = v
+        .sh(
+            "ssh-keygen -lf /etc/ssh/ssh_host_\"$1\"_key.pub | cut -d' ' -f2",
+            &[&kind],
+        )
+        .unwrap();
+    let out = w.cli(&["ssh-setup", "vps1", "--fingerprint", fp.trim()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let public = b.read("/opt/odoouser/.ssh/id_ed25519.pub").unwrap();
+    assert!(
+        err.contains("add this line") && err.contains(public.trim()),
+        "{err}"
+    );
+    assert!(b
+        .read(known)
+        .unwrap()
+        .contains(&format!("127.0.0.2 ssh-{kind} ")));
+    v.write(&auth, public.as_bytes(), 0o600, "odoo:odoo")
+        .unwrap();
+    let said = w.ok(&["ssh-setup", "vps1", "--fingerprint", fp.trim()]);
+    assert!(
+        said.contains("host key already") && said.contains("key already works"),
+        "{said}"
+    );
+    assert_eq!(b.read(known).unwrap().lines().count(), 1);
+    assert!(before.contains(b.read(known).unwrap().trim()), "{before}");
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use odoo_standby_tests::{binary, LabWorld, LAB_CONFIG};
+use odoo_standby_tests::{test_package, LabWorld, LAB_CONFIG};
 use serde_json::Value;
 
 const FILESTORE: &str = "/opt/odoouser/respaldo_filestore/vps1/data_dir/filestore/clientes";
@@ -143,7 +143,7 @@ fn split_brain_is_refused_fenced_and_what_the_vps_wrote_is_kept() {
             "pg_version = 15\n",
             "pg_version = 15\nvps_watch_seconds = 0\n",
         ),
-        odoo_standby_tests::binary(),
+        odoo_standby_tests::test_package(),
     );
     w.ok(&["protect", "vps1", "--restart-vps"]);
     w.wait_healthy(90);
@@ -363,7 +363,7 @@ fn damage_on_the_backup_is_fetched_again_and_never_copied_back() {
         "known_hosts = \"/opt/odoouser/.ssh/known_hosts\"\n",
         "known_hosts = \"/opt/odoouser/.ssh/known_hosts\"\nverify_sizes_minutes = 0\nverify_hash_mb_per_s = 200\n",
     );
-    let w = LabWorld::with_config(&config, binary());
+    let w = LabWorld::with_config(&config, test_package());
     w.ok(&["protect", "vps1", "--restart-vps"]);
     w.wait_healthy(90);
     w.vps_users().upload("/root/before.log", 12, "vps").unwrap();
@@ -374,12 +374,22 @@ fn damage_on_the_backup_is_fetched_again_and_never_copied_back() {
         })
     });
 
-    // The sync runs as the Odoo user, and everything it made is that user's.
+    // The sync runs as the Odoo user (the package's template, and protect's drop-in with
+    // what only the config knows), and everything it made is that user's.
     let unit = w
         .backup()
-        .read("/opt/odoouser/respaldo_filestore/vps1/odoo-standby-sync-vps1.service")
+        .run(&["systemctl", "cat", "odoo-standby-sync@vps1.service"])
         .unwrap();
-    assert!(unit.contains("User=odoouser"), "{unit}");
+    assert!(
+        unit.contains("# /lib/systemd/system/odoo-standby-sync@.service")
+            && unit.contains(
+                "# /etc/systemd/system/odoo-standby-sync@vps1.service.d/odoo-standby.conf"
+            )
+            && unit.contains("\nUser=odoouser\n")
+            && unit.contains("ExecStart=/usr/bin/odoo-standby --config /etc/odoo-standby/config.toml sync %i --watch")
+            && !unit.contains("ExecStart=\n"),
+        "{unit}"
+    );
     let user = w
         .backup()
         .sh(
@@ -522,12 +532,7 @@ fn a_wrong_failback_is_refused_children_die_and_a_lost_slot_is_recloned() {
     // not stopped by a slot "active for PID".
     let protect = w
         .backup()
-        .command(&[
-            "/usr/local/bin/odoo-standby",
-            "protect",
-            "vps1",
-            "--restart-vps",
-        ])
+        .command(&["/usr/bin/odoo-standby", "protect", "vps1", "--restart-vps"])
         .unwrap()
         .stdout(std::process::Stdio::piped())
         .spawn()

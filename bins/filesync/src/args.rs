@@ -1,7 +1,6 @@
 //! The command line of `filesync`: arguments, and the one subcommand that only prints.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use filesync::rsync::SshTarget;
@@ -9,8 +8,8 @@ use filesync::SyncError;
 use host::{SshAuth, SshConfig};
 
 /// Replicates an Odoo instance's filestore (driven by the standby database), addon sources
-/// and data_dir trees from its VPS to this backup server, audits the copy, sets up SSH and
-/// prints schedules.
+/// and data_dir trees from its VPS to this backup server, audits the copy, and sets up SSH.
+/// (The units that run the syncs are odoo-standby's: `odoo-standby-sync@.service`.)
 ///
 /// Exit codes: 0 done, 1 a problem was found (audit, files missing on the VPS), 2 error.
 #[derive(Parser, Debug)]
@@ -108,8 +107,6 @@ pub enum Command {
     Prune(PruneArgs),
     /// SSH key, authorized_keys on the VPS, ~/.ssh/config block, known_hosts after you confirm.
     SshSetup(SshSetupArgs),
-    /// Print systemd units (or cron lines) for one instance.
-    Schedule(ScheduleArgs),
 }
 
 #[derive(Args, Debug)]
@@ -191,56 +188,4 @@ pub struct SshSetupArgs {
     /// asked for on a terminal when missing.
     #[arg(long)]
     pub confirm_fingerprint: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct ScheduleArgs {
-    /// Instance name.
-    #[arg(long)]
-    pub instance: String,
-    /// OS user that runs the syncs.
-    #[arg(long, default_value = "odoouser")]
-    pub os_user: String,
-    /// The odoo-standby config file.
-    #[arg(long, default_value = "/etc/odoo-standby/config.toml")]
-    pub config: String,
-    /// Cron lines instead of systemd units.
-    #[arg(long)]
-    pub cron: bool,
-    /// Write the units into this directory instead of printing them.
-    #[arg(long)]
-    pub write_to: Option<PathBuf>,
-}
-
-/// `schedule`: units or cron lines for one instance.
-pub fn schedule(a: &ScheduleArgs) -> Result<ExitCode, SyncError> {
-    let s = filesync::schedule::Schedule {
-        instance: a.instance.clone(),
-        os_user: a.os_user.clone(),
-        filesync: std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "filesync".into()),
-        config: a.config.clone(),
-    };
-    if a.cron {
-        for l in s.cron_lines() {
-            cli::say!("{l}");
-        }
-    } else if let Some(dir) = &a.write_to {
-        for u in s.units() {
-            let p = dir.join(&u.name);
-            std::fs::write(&p, &u.text).map_err(|e| SyncError::Local {
-                what: "cannot write".into(),
-                path: p.clone(),
-                hint: "check the directory".into(),
-                source: e,
-            })?;
-            cli::say!("wrote {}", p.display());
-        }
-    } else {
-        for u in s.units() {
-            cli::say!("# {}\n{}", u.name, u.text);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

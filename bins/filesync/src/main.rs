@@ -274,7 +274,6 @@ async fn run(cli: Cli) -> Outcome {
         Command::Audit(a) => audit(&a).await,
         Command::Prune(a) => prune(&a).await,
         Command::SshSetup(a) => ssh_setup(&a).await,
-        Command::Schedule(a) => args::schedule(&a),
     }
 }
 

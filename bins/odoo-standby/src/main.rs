@@ -57,6 +57,18 @@ enum Command {
         /// The instance.
         name: String,
     },
+    /// Give the backup's OS user SSH access to an instance's VPS: its key (made when
+    /// missing), the VPS's host key after you confirm its fingerprint, the public key in the
+    /// VPS user's authorized_keys once (through your ssh-agent; without one, the line to add
+    /// is printed), then a login with the key. Running it again changes nothing.
+    SshSetup {
+        /// The instance.
+        name: String,
+        /// The fingerprint you read on the VPS (`ssh-keygen -lf
+        /// /etc/ssh/ssh_host_ed25519_key.pub`); asked for on a terminal when missing.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
     /// Set up replication of an instance (PostgreSQL, files, config, unit, syncs). Running it
     /// again checks everything and changes nothing.
     Protect {
@@ -141,8 +153,15 @@ enum Command {
         /// Where (made when missing).
         dir: std::path::PathBuf,
     },
+    /// Mirror an instance's addon sources from the VPS and copy the VPS's `pip freeze` into
+    /// its requirement.txt: what odoo-standby-refresh@NAME.timer runs every 12 hours.
+    /// Nothing while a failover holds the instance.
+    Refresh {
+        /// The instance.
+        name: String,
+    },
     /// One file-sync pass for an instance (`--watch`: one every few seconds, what the sync
-    /// service runs).
+    /// service odoo-standby-sync@NAME runs).
     Sync {
         /// The instance.
         name: String,
@@ -244,6 +263,10 @@ fn main() -> ExitCode {
             watch,
             interval,
         } => block_on(async move { ops::sync(&config, &name, watch, interval).await }),
+        Command::Refresh { name } => block_on(async move { ops::refresh(&config, &name).await }),
+        Command::SshSetup { name, fingerprint } => {
+            block_on(async move { ops::ssh_setup(&config, &name, fingerprint).await })
+        }
     }
 }
 

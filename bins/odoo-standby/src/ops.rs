@@ -396,3 +396,66 @@ pub async fn sync(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `refresh NAME`: the sources and requirement.txt, now.
+pub async fn refresh(config: &Path, name: &str) -> Result<ExitCode, Box<dyn Error>> {
+    let env = env(config, name)?;
+    match failover::refresh(&env).await? {
+        None => cli::say!(
+            "{name}: not refreshed ({} exists: a failover holds this instance)",
+            failover::paused_file(&env).display()
+        ),
+        Some(r) => cli::say!(
+            "{name}: sources mirrored; {} package(s) in the VPS's pip freeze, {} {}",
+            r.packages,
+            env.layout.requirements().display(),
+            if r.requirements_changed {
+                "written"
+            } else {
+                "unchanged"
+            }
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ssh-setup NAME`: the backup user's SSH access to the VPS, the host key confirmed by the
+/// operator (`--fingerprint`, or typed at the terminal).
+pub async fn ssh_setup(
+    config: &Path,
+    name: &str,
+    fingerprint: Option<String>,
+) -> Result<ExitCode, Box<dyn Error>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let env = env(config, name)?;
+    let (host, port) = (env.ssh.host.clone(), env.ssh.port);
+    let r = failover::ssh_setup(&env, |k| {
+        cli::say!("{host}:{port} offers {} key {}", k.key_type, k.fingerprint);
+        if let Some(f) = fingerprint {
+            return Ok(f);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(failover::FailoverError::Refused(
+                "not on a terminal: pass --fingerprint with the fingerprint you read on the VPS (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)".into(),
+            ));
+        }
+        print!("Type the fingerprint you read on the VPS to trust it: ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        Ok(line.trim().to_owned())
+    })
+    .await?;
+    cli::say!(
+        "{name}: host key {} in {}; key {} {}@{host}; logged in with it",
+        if r.host_key_added { "added" } else { "already" },
+        env.ssh.known_hosts.display(),
+        if r.key_installed {
+            "installed for"
+        } else {
+            "already works for"
+        },
+        env.ssh.user
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -209,7 +209,9 @@ impl Env {
             .map_err(|e| FailoverError::failed("layout", e))?;
         Ok(Self {
             cfg: cfg.clone(),
-            config_path: config_path.to_owned(),
+            // Absolute: the units protect writes name it, and they do not run in our folder.
+            config_path: std::path::absolute(config_path)
+                .unwrap_or_else(|_| config_path.to_owned()),
             inst,
             local,
             vps,

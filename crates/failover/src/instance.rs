@@ -94,26 +94,26 @@ impl Env {
         }
     }
 
-    /// The instance's syncs here (`odoo-standby sync NAME --watch`).
+    /// The instance's syncs here (`odoo-standby sync NAME --watch`): with systemd the
+    /// template's instance `odoo-standby-sync@NAME.service` (see [`crate::units`]).
     pub fn sync_service(&self) -> Service {
         Service {
-            unit: self.sync_unit().name,
+            unit: crate::units::SYNC.instance(self.name()),
             argv: self.sync_argv(),
             user: self.cfg.backup.os_user.clone(),
-            unit_file: Some(self.sync_unit_path()),
+            unit_file: None,
         }
     }
 
-    /// The sync service's unit (filesync renders it: it owns the sync).
-    pub fn sync_unit(&self) -> filesync::schedule::UnitFile {
-        filesync::schedule::sync_service(self.name(), &self.sync_argv(), &self.cfg.backup.os_user)
-    }
-
-    /// Where the sync unit is written (the instance folder; linked into systemd).
-    pub fn sync_unit_path(&self) -> PathBuf {
-        self.layout
-            .dir()
-            .join(format!("odoo-standby-sync-{}.service", self.name()))
+    /// The 12-hourly refresh's timer, `odoo-standby-refresh@NAME.timer` (systemd only: in
+    /// the sandbox the sync's passes do the refresh).
+    pub fn refresh_timer(&self) -> Option<Service> {
+        (self.cfg.backup.services == crate::config::ServiceKind::Systemd).then(|| Service {
+            unit: crate::units::REFRESH_TIMER.instance(self.name()),
+            argv: Vec::new(),
+            user: self.cfg.backup.os_user.clone(),
+            unit_file: None,
+        })
     }
 
     /// The VPS's own Odoo.
@@ -124,7 +124,7 @@ impl Env {
                 self.inst.vps_odoo_unit.trim_end_matches(".service")
             ),
             argv: vec![
-                self.cfg.backup.python.display().to_string(),
+                self.inst.vps_python.display().to_string(),
                 self.inst.vps_odoo_bin.display().to_string(),
                 "-c".into(),
                 self.inst.odoo_conf.display().to_string(),

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 pub mod check;
 mod config;
 mod env;
@@ -41,8 +42,10 @@ mod status;
 pub mod steps;
 mod sudoers;
 mod sync;
+pub mod units;
 mod vps;
 
+pub use access::{ssh_setup, SshSetupReport};
 pub use config::{
     Backup, Config, ConfigError, Instance, ServiceKind, DEFAULT_METRICS_DIR, EXAMPLE,
 };
@@ -61,7 +64,9 @@ pub use status::{
 };
 pub use steps::{lost_path, Run, Step};
 pub use sudoers::{vps_root_commands, vps_sudoers};
-pub use sync::{sync_pass, watch, ClusterDbs, Passes, SyncState};
+pub use sync::{
+    copy_requirements, refresh, sync_pass, watch, ClusterDbs, Passes, Refreshed, SyncState,
+};
 pub use vps::{
     guard_after_failover, hold_vps, release_vps, vps_state, vps_state_within, vps_takes_writes,
     FenceRecord, VpsState,

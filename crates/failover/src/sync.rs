@@ -415,15 +415,134 @@ async fn pass(env: &Env, passes: &mut Passes, state: &mut SyncState) -> Result<u
     }
     state.missing_on_vps = reports.iter().map(|r| r.missing_on_vps.len()).sum();
     note_verified(env, state, &reports);
+    // With systemd the refresh is a timer of its own (`odoo-standby-refresh@NAME.timer`);
+    // the sandbox has none, so its passes do it.
     let now = crate::journal::now();
-    if state
-        .sources_at
-        .is_none_or(|t| now.saturating_sub(t) >= SOURCES_EVERY)
+    if env.cfg.backup.services == crate::config::ServiceKind::Supervised
+        && state
+            .sources_at
+            .is_none_or(|t| now.saturating_sub(t) >= SOURCES_EVERY)
     {
-        env.mirror_sources().await?;
+        refresh_now(env).await?;
         state.sources_at = Some(now);
     }
     Ok(reports.iter().map(|r| r.fetched).sum())
+}
+
+/// What a refresh did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Refreshed {
+    /// When it ended (seconds since the epoch).
+    pub at: u64,
+    /// Packages in the VPS's `pip freeze`.
+    pub packages: usize,
+    /// requirement.txt was rewritten (it differed).
+    pub requirements_changed: bool,
+}
+
+/// The 12-hourly refresh (runbook 3.5): the addon sources mirrored from the VPS, and the
+/// VPS's `pip freeze` copied into the instance folder's `requirement.txt` (the file the
+/// smoke test's fix installs from). `Ok(None)` while a failover holds the instance (the
+/// copies stay as they were when the VPS was lost). Kept in `<state>/NAME/sync/refresh.json`.
+pub async fn refresh(env: &Env) -> Result<Option<Refreshed>> {
+    if env.state.paused().exists() {
+        return Ok(None);
+    }
+    let r = refresh_now(env).await?;
+    let path = env.state.sync_dir().join("refresh.json");
+    let text =
+        serde_json::to_string_pretty(&r).map_err(|e| FailoverError::failed("refresh state", e))?;
+    env.local
+        .write_file(
+            &path,
+            text.as_bytes(),
+            &host::Ownership::owned(0o600, env.cfg.backup.os_user.clone()),
+        )
+        .await
+        .map_err(|e| FailoverError::failed(format!("writing {}", path.display()), e))?;
+    Ok(Some(r))
+}
+
+async fn refresh_now(env: &Env) -> Result<Refreshed> {
+    env.mirror_sources().await?;
+    let (packages, requirements_changed) = copy_requirements(env).await?;
+    tracing::info!(
+        "{}: sources mirrored; pip freeze: {packages} package(s){}",
+        env.name(),
+        if requirements_changed {
+            ", requirement.txt rewritten"
+        } else {
+            ", requirement.txt unchanged"
+        }
+    );
+    Ok(Refreshed {
+        at: crate::journal::now(),
+        packages,
+        requirements_changed,
+    })
+}
+
+/// What stands in for `pip freeze` where the VPS's interpreter has no pip (Debian's python3
+/// without python3-pip): the installed distributions, `Name==version`, sorted as pip sorts
+/// them, without pip's own tools.
+const FREEZE_WITHOUT_PIP: &str = r#"
+import importlib.metadata as m
+seen = {}
+for d in m.distributions():
+    n = d.metadata['Name']
+    if n and n.lower() not in seen and n.lower() not in ('pip', 'setuptools', 'wheel', 'distribute'):
+        seen[n.lower()] = n + '==' + d.version
+print('\n'.join(v for _, v in sorted(seen.items())))
+"#;
+
+/// The VPS's `pip freeze` (through its Odoo interpreter `vps_python`; without pip, the same
+/// list from `importlib.metadata`), run as the SSH login user.
+pub(crate) fn freeze_spec(env: &Env) -> host::CommandSpec {
+    host::CommandSpec::new("sh")
+        .arg("-c")
+        .arg("\"$1\" -m pip freeze 2>/dev/null || \"$1\" -c \"$2\"")
+        .arg("sh")
+        .arg(env.inst.vps_python.display().to_string())
+        .arg(FREEZE_WITHOUT_PIP)
+        .asks()
+        .timeout(Duration::from_secs(120))
+}
+
+/// Copies the VPS's `pip freeze` into `requirement.txt` here (as the backup's os_user),
+/// when it differs. Returns the number of packages and whether the file was rewritten. An
+/// empty freeze is refused: the file is kept as it was.
+pub async fn copy_requirements(env: &Env) -> Result<(usize, bool)> {
+    let py = env.inst.vps_python.display().to_string();
+    let out = env
+        .vps
+        .run(&freeze_spec(env))
+        .await
+        .map_err(|e| FailoverError::failed(format!("pip freeze with {py} on the VPS"), e))?
+        .stdout_text();
+    let packages = out
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count();
+    if packages == 0 {
+        return Err(FailoverError::Refused(format!(
+            "pip freeze with {py} on the VPS listed no package: requirement.txt kept as it was; set the instance's vps_python to Odoo's interpreter there"
+        )));
+    }
+    let path = env.layout.requirements();
+    let mut text = out.trim_end().to_owned();
+    text.push('\n');
+    if crate::steps::same_file(env, &path, &text).await? {
+        return Ok((packages, false));
+    }
+    env.local
+        .write_file(
+            &path,
+            text.as_bytes(),
+            &host::Ownership::owned(0o644, env.cfg.backup.os_user.clone()),
+        )
+        .await
+        .map_err(|e| FailoverError::failed(format!("writing {}", path.display()), e))?;
+    Ok((packages, true))
 }
 
 /// Records what the verification of a pass found: fetched again, or not (the VPS lacks it).

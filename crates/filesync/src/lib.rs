@@ -15,7 +15,6 @@
 //! - [`copyback`]: at failback, the names the VPS lacks go back, each checked first.
 //! - [`sshsetup`]: key, authorized_keys, `~/.ssh/config` block, known_hosts after the
 //!   operator confirms the fingerprint.
-//! - [`schedule`]: systemd units and timers, or cron lines for those who want the runbook's way.
 //! - [`watch`]: the one watch loop (a pass every few seconds, what it keeps between passes)
 //!   and the discovery of the Odoo databases, for `filesync watch` and odoo-standby's service.
 //!
@@ -37,7 +36,6 @@ mod index;
 mod name;
 pub mod prune;
 pub mod rsync;
-pub mod schedule;
 mod session;
 pub mod sshsetup;
 pub mod verify;

@@ -11,9 +11,16 @@ use crate::error::{Result, SyncError};
 
 /// Makes sure `os_user` has `~/.ssh/id_ed25519`; returns the public key line.
 pub async fn ensure_key(local: &dyn Host, os_user: &str, home: &Path) -> Result<String> {
-    let ssh_dir = home.join(".ssh");
-    let key = ssh_dir.join("id_ed25519");
-    let pub_path = ssh_dir.join("id_ed25519.pub");
+    ensure_key_at(local, os_user, &home.join(".ssh").join("id_ed25519")).await
+}
+
+/// Makes sure `os_user` has the ed25519 key `key` (made by `ssh-keygen` as that user, so it
+/// is theirs and 0600 from the start; its folder 0700); returns the public key line of
+/// `key.pub`. An existing key is kept as it is.
+pub async fn ensure_key_at(local: &dyn Host, os_user: &str, key: &Path) -> Result<String> {
+    let ssh_dir = key.parent().map(Path::to_owned).unwrap_or_default();
+    let key = key.to_owned();
+    let pub_path = PathBuf::from(format!("{}.pub", key.display()));
     if local
         .stat(&key)
         .await

@@ -187,32 +187,3 @@ async fn ssh_setup_key_authorized_once_and_host_key_only_when_confirmed() {
         .unwrap();
     assert_eq!(out.stdout_text(), "in\n");
 }
-
-#[tokio::test]
-async fn scheduled_units_pass_systemd_analyze() {
-    let sb = Sandbox::new().unwrap();
-    let s = filesync::schedule::Schedule {
-        instance: "vps_clientes_1".into(),
-        os_user: sb.run_user().name.clone(),
-        filesync: "/bin/true".into(),
-        config: "/etc/odoo-standby/config.toml".into(),
-    };
-    let dir = sb.dir("units").unwrap();
-    let mut paths = Vec::new();
-    for u in s.units() {
-        let p = dir.join(&u.name);
-        std::fs::write(&p, &u.text).unwrap();
-        paths.push(p);
-    }
-    let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .args(&paths)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && said.trim().is_empty(), "{said}");
-}

@@ -111,7 +111,7 @@ pub enum HostError {
     #[error(
         "the host key of {host} is not known (offered {key_type} key {fingerprint}); \
          compare the fingerprint with `ssh-keygen -lf` on the server, then add it to {known_hosts} \
-         (e.g. `filesync ssh-setup` or `ssh-keyscan`)"
+         (`odoo-standby ssh-setup NAME` asks you to confirm the fingerprint, then adds it)"
     )]
     HostKeyUnknown {
         /// The host.

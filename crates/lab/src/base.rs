@@ -27,6 +27,9 @@ pub const PACKAGES: &[&str] = &[
     "procps",
     "less",
     "curl",
+    // The operator's view of an installed package: `man`, and Tab.
+    "man-db",
+    "bash-completion",
     // Odoo 17's runtime, from Debian only.
     "python3-babel",
     "python3-chardet",
@@ -75,6 +78,8 @@ rm -f "$R/etc/hostname"
 : > "$R/etc/machine-id"
 chroot "$R" systemctl mask -q apt-daily.timer apt-daily-upgrade.timer console-getty.service e2scrub_reap.service
 install -d -m 700 "$R/root/.ssh"
+# The base leaves out man pages and docs to stay small; packages installed later (ours) keep theirs.
+rm -f "$R/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
 "#;
 
 /// No cluster is created while the base is built: each machine makes its own (its own

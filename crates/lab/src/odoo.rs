@@ -278,13 +278,18 @@ pub fn trust(
     m.write(&known, text.as_bytes(), 0o644, backup_owner.trim())
 }
 
-/// Installs the odoo-standby binary at `/usr/local/bin/odoo-standby` and its configuration at
-/// `/etc/odoo-standby/config.toml` (until the packaging lands a .deb).
-pub fn install_product(m: &Machine, binary: &Path, config: &str) -> Result<()> {
-    let dest = m.path("usr/local/bin/odoo-standby");
-    std::fs::copy(binary, &dest)
-        .map_err(|e| LabError::io("cannot copy the binary to", &dest, e))?;
-    m.run(&["chmod", "755", "/usr/local/bin/odoo-standby"])?;
+/// Installs the odoo-standby package `deb` (built by `scripts/package`) as an operator does,
+/// `dpkg -i odoo-standby_*.deb` (its dependencies are in the base), and
+/// writes the operator's configuration over the package's example
+/// `/etc/odoo-standby/config.toml`.
+pub fn install_package(m: &Machine, deb: &Path, config: &str) -> Result<()> {
+    let inside = "/root/odoo-standby.deb";
+    std::fs::copy(deb, m.path(inside))
+        .map_err(|e| LabError::io("cannot copy the package to", m.path(inside), e))?;
+    m.sh(
+        "dpkg -i /root/odoo-standby.deb >/root/odoo-standby-install.log 2>&1 || { cat /root/odoo-standby-install.log >&2; exit 1; }",
+        &[],
+    )?;
     m.write(
         "/etc/odoo-standby/config.toml",
         config.as_bytes(),

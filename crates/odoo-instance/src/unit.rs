@@ -132,6 +132,11 @@ pub async fn install(host: &dyn Host, unit_file: &Path, start: bool) -> Result<(
     Ok(())
 }
 
+/// `systemctl daemon-reload`, after a unit file or a drop-in changed.
+pub fn reload_spec() -> CommandSpec {
+    systemctl(&["daemon-reload"])
+}
+
 /// What starting a unit systemd already knows runs (enable, so it comes back after a
 /// reboot, and start).
 pub fn enable_spec(unit_name: &str) -> CommandSpec {

@@ -135,6 +135,9 @@ pub struct Instance {
     pub vps_odoo_unit: String,
     /// The VPS's odoo-bin, for supervised services only (systemd knows its own unit).
     pub vps_odoo_bin: PathBuf,
+    /// The VPS's Odoo interpreter (a virtualenv's `bin/python`, or the system's): its
+    /// `pip freeze` is the instance's `requirement.txt`. Default: `backup.python`.
+    pub vps_python: PathBuf,
     /// Databases to protect; empty: every database on the VPS that has `ir_attachment`.
     pub databases: Vec<String>,
 }

@@ -76,6 +76,8 @@ struct RawInstance {
     #[serde(default)]
     vps_odoo_bin: Option<Spanned<String>>,
     #[serde(default)]
+    vps_python: Option<Spanned<String>>,
+    #[serde(default)]
     databases: Option<Vec<String>>,
 }
 
@@ -520,6 +522,10 @@ impl Config {
                 vps_odoo_bin: match &r.vps_odoo_bin {
                     Some(v) => ctx.abs_path(v, key("vps_odoo_bin"))?,
                     None => PathBuf::from("/opt/odoo/odoo/odoo-bin"),
+                },
+                vps_python: match &r.vps_python {
+                    Some(v) => ctx.abs_path(v, key("vps_python"))?,
+                    None => backup.python.clone(),
                 },
                 databases,
                 name: name.clone(),

@@ -188,8 +188,16 @@ impl Step for OdooUnit {
     }
 }
 
-/// The sync service's unit (rendered by filesync, which owns the sync).
+/// The sync service's and the refresh's units: with systemd, the package's templates (written
+/// into /etc/systemd/system when the package did not install them) and one drop-in per
+/// instance and unit (see [`crate::units`]); in the sandbox, only the sync's folder.
 pub struct SyncUnit;
+
+impl SyncUnit {
+    fn systemd(env: &Env) -> bool {
+        env.cfg.backup.services == crate::config::ServiceKind::Systemd
+    }
+}
 
 #[async_trait]
 impl Step for SyncUnit {
@@ -197,11 +205,12 @@ impl Step for SyncUnit {
         "sync-unit"
     }
     fn title(&self) -> &'static str {
-        "write the sync unit (it runs as the Odoo user) and give it its folder"
+        "set up the sync service and the 12-hourly refresh (they run as the Odoo user)"
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
+        use crate::units::{drop_in, drop_in_path, REFRESH, REFRESH_TIMER, SYNC};
         let u = &env.cfg.backup.os_user;
-        vec![
+        let mut v = vec![
             Run::note(format!(
                 "as {u}: test -r {} {} {}; test -x {} (the service reads them as {u})",
                 env.config_path.display(),
@@ -213,14 +222,27 @@ impl Step for SyncUnit {
                 &env.state.sync_dir(),
                 format!("a folder owned by {u}, 0700: sync.json and the filestore indexes"),
             ),
-            Run::file(
-                &env.sync_unit_path(),
-                format!("User={u}, ExecStart={}", env.sync_service().argv.join(" ")),
-            ),
-        ]
+        ];
+        if Self::systemd(env) {
+            for t in [SYNC, REFRESH, REFRESH_TIMER] {
+                v.push(Run::note(format!(
+                    "when systemd does not know {} (the package was not installed): write {}",
+                    t.file,
+                    t.local_path().display()
+                )));
+            }
+            for t in [SYNC, REFRESH] {
+                v.push(Run::file(&drop_in_path(&t, env.name()), drop_in(env, &t)));
+            }
+            v.extend(Run::cmds(
+                &[odoo_instance::unit::reload_spec()],
+                "when a unit file changed",
+            ));
+        }
+        v
     }
     fn check(&self) -> &'static str {
-        "the file already has that content"
+        "the files already have that content"
     }
     fn hint(&self) -> &'static str {
         "the Odoo user must read the config, the SSH key and known_hosts: fix what the error names"
@@ -251,7 +273,7 @@ impl Step for SyncUnit {
             .stdout_text();
         if let Some(first) = unreadable.lines().next() {
             return Err(FailoverError::Refused(format!(
-                "the sync service runs as {u}, who cannot read {first}{}: give {u} read access (or point backup.ssh_key / backup.known_hosts at files of {u}'s, as the runbook's key is), then run protect again",
+                "the sync service runs as {u}, who cannot read {first}{}: give {u} read access (or point backup.ssh_key / backup.known_hosts at files of {u}'s, as the runbook's key is; install the package for /usr/bin/odoo-standby), then run protect again",
                 if unreadable.lines().count() > 1 {
                     format!(" (and {} more)", unreadable.lines().count() - 1)
                 } else {
@@ -263,15 +285,50 @@ impl Step for SyncUnit {
             .mkdir_p(&env.state.sync_dir(), &host::Ownership::owned(0o700, u))
             .await
             .map_err(hf(format!("creating {}", env.state.sync_dir().display())))?;
-        write_ours(
-            env,
-            &env.sync_unit_path(),
-            &env.sync_unit().text,
-            0o644,
-            "root",
-        )
-        .await
+        if Self::systemd(env) {
+            write_units(env).await?;
+        }
+        Ok(())
     }
+}
+
+/// The templates systemd lacks and the instance's drop-ins; reloads systemd when one changed.
+async fn write_units(env: &Env) -> Result<()> {
+    use crate::units::{drop_in, drop_in_path, REFRESH, REFRESH_TIMER, SYNC};
+    let mut changed = false;
+    for t in [SYNC, REFRESH, REFRESH_TIMER] {
+        let mut known = false;
+        for p in t.paths() {
+            known |= env.local.stat(&p).await.ok().flatten().is_some();
+        }
+        if !known {
+            write_ours(env, &t.local_path(), t.text, 0o644, "root").await?;
+            changed = true;
+        }
+    }
+    for t in [SYNC, REFRESH] {
+        let path = drop_in_path(&t, env.name());
+        let text = drop_in(env, &t);
+        if !same_file(env, &path, &text).await? {
+            if let Some(dir) = path.parent() {
+                env.local
+                    .mkdir_p(dir, &host::Ownership::owned(0o755, "root"))
+                    .await
+                    .map_err(hf(format!("creating {}", dir.display())))?;
+            }
+            write_ours(env, &path, &text, 0o644, "root").await?;
+            changed = true;
+        }
+    }
+    if changed {
+        super::run(
+            env.local.as_ref(),
+            &odoo_instance::unit::reload_spec(),
+            "reloading systemd",
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The file syncs, started (and the pause a failover left, lifted).
@@ -294,17 +351,29 @@ impl Step for StartSyncs {
             &env.here.start_specs(&env.sync_service()),
             "start the sync service",
         ));
+        if let Some(t) = env.refresh_timer() {
+            v.extend(Run::cmds(
+                &env.here.start_specs(&t),
+                "start the 12-hourly refresh's timer",
+            ));
+        }
         v
     }
     fn check(&self) -> &'static str {
-        "the sync service runs, not paused"
+        "the sync service runs, not paused (and the refresh's timer is active)"
     }
     fn hint(&self) -> &'static str {
         "see its log; `odoo-standby sync NAME` runs one pass by hand"
     }
     async fn is_done(&self, env: &Env) -> Result<bool> {
         // After a failover it runs paused (watching the VPS): not done until unpaused.
-        Ok(!env.state.paused().exists() && env.here.is_active(&env.sync_service()).await?)
+        if env.state.paused().exists() || !env.here.is_active(&env.sync_service()).await? {
+            return Ok(false);
+        }
+        match env.refresh_timer() {
+            Some(t) => env.here.is_active(&t).await,
+            None => Ok(true),
+        }
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
         let p = env.state.paused();
@@ -312,6 +381,10 @@ impl Step for StartSyncs {
             std::fs::remove_file(&p)
                 .map_err(|e| FailoverError::failed(format!("removing {}", p.display()), e))?;
         }
-        env.here.start(&env.sync_service()).await
+        env.here.start(&env.sync_service()).await?;
+        if let Some(t) = env.refresh_timer() {
+            env.here.start(&t).await?;
+        }
+        Ok(())
     }
 }

@@ -63,7 +63,7 @@ impl Step for Preflight {
         "never skipped: it only reads"
     }
     fn hint(&self) -> &'static str {
-        "fix what it names (host key: `filesync ssh-setup`; the VPS user's sudo rules: `odoo-standby vps-sudoers NAME`)"
+        "fix what it names (the SSH key and host key: `odoo-standby ssh-setup NAME`; the VPS user's sudo rules: `odoo-standby vps-sudoers NAME`)"
     }
     async fn is_done(&self, _env: &Env) -> Result<bool> {
         Ok(false)

@@ -298,13 +298,19 @@ impl Step for SeedFiles {
         "seed-files"
     }
     fn title(&self) -> &'static str {
-        "copy data_dir and sources from the VPS"
+        "copy data_dir, sources and the VPS's pip freeze from the VPS"
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
-        match seed_specs(env) {
+        let mut v: Vec<Run> = match seed_specs(env) {
             Ok(specs) => specs.iter().map(Run::cmd).collect(),
             Err(e) => vec![Run::note(e.to_string())],
-        }
+        };
+        v.push(Run::cmd(&crate::sync::freeze_spec(env)));
+        v.push(Run::file(
+            &env.layout.requirements(),
+            "its output, when it differs (owned by the Odoo user)",
+        ));
+        v
     }
     fn check(&self) -> &'static str {
         "rsync copies only what differs"
@@ -347,13 +353,16 @@ impl Step for SeedFiles {
         .await
         .map_err(|e| FailoverError::failed("copying data_dir", e))?;
         env.mirror_sources().await?;
+        // The runbook's requirement.txt from the first day (then every 12 h, by the timer).
+        let (packages, _) = crate::sync::copy_requirements(env).await?;
         let specs = seed_specs(env)?;
         if let Some(chown) = specs.last() {
             super::run(env.local.as_ref(), chown, "setting the owner of the copies").await?;
         }
         out.line(&format!(
-            "    data_dir and sources copied to {}",
-            env.layout.dir().display()
+            "    data_dir and sources copied to {}; the VPS's pip freeze ({packages} packages) in {}",
+            env.layout.dir().display(),
+            env.layout.requirements().display()
         ));
         Ok(())
     }
