@@ -117,6 +117,30 @@ pub async fn online(env: &Env) -> Vec<Aspect> {
     let vps = env
         .vps_psql("postgres")
         .with_timeout(Duration::from_secs(15));
+    let want = env.cfg.backup.pg_version;
+    if let Ok(v) = rows(
+        &vps,
+        "SELECT current_setting('server_version_num')::int / 10000",
+    )
+    .await
+    {
+        let major: u32 = v.first().and_then(|m| m.parse().ok()).unwrap_or(0);
+        if major == want {
+            f.add(
+                "vps-version",
+                Level::Ok,
+                format!("the VPS runs PostgreSQL {major}, as backup.pg_version"),
+                "",
+            );
+        } else {
+            f.add(
+                "vps-version",
+                Level::Failed,
+                format!("the VPS runs PostgreSQL {major}, backup.pg_version is {want}: physical replication needs the same major version"),
+                format!("set backup.pg_version = {major} (and install postgresql-{major} here), or upgrade the VPS to {want}"),
+            );
+        }
+    }
     match pgrepl::status(&vps).await {
         Ok(pgrepl::Status::Primary(_)) => f.add(
             "vps-postgresql",
@@ -343,8 +367,8 @@ async fn replication(f: &mut Found<'_>) {
             Level::Failed,
             format!("{REPLICA_USER} to {}:{}: {}", env.vps_pg.0, env.vps_pg.1, o.stderr_text().trim()),
             format!(
-                "pg_hba.conf on the VPS needs `host replication {REPLICA_USER} {}/32 scram-sha-256` (`odoo-standby protect {}` writes it)",
-                b.address,
+                "pg_hba.conf on the VPS needs `host replication {REPLICA_USER} {} scram-sha-256` (`odoo-standby protect {}` writes it)",
+                pgrepl::hba::cidr(&b.address.to_string()).unwrap_or_else(|_| b.address.to_string()),
                 env.name()
             ),
         ),
@@ -355,6 +379,27 @@ async fn replication(f: &mut Found<'_>) {
 /// Here: free disk, and the standby's port when its cluster does not run.
 async fn local(f: &mut Found<'_>) {
     let env = f.env;
+    let b = &env.cfg.backup;
+    let postgres = b.pg_bindir.join("postgres");
+    if postgres.exists() {
+        f.add(
+            "postgresql-here",
+            Level::Ok,
+            format!(
+                "PostgreSQL {} is installed here ({})",
+                b.pg_version,
+                b.pg_bindir.display()
+            ),
+            "",
+        );
+    } else {
+        f.add(
+            "postgresql-here",
+            Level::Failed,
+            format!("{} is missing: PostgreSQL {} is not installed here", postgres.display(), b.pg_version),
+            format!("apt install postgresql-{} (or set backup.pg_version / pg_bindir to the one installed)", b.pg_version),
+        );
+    }
     if let Some(d) =
         crate::status::disk(env, &[env.standby.data_dir(), env.layout.data_dir()]).await
     {

@@ -69,10 +69,7 @@ impl CopyBack {
                 format!("{r:?} must be an absolute path"),
             ));
         }
-        Ok(format!(
-            "{}@{}:{r}/{sub}",
-            self.target.user, self.target.host
-        ))
+        Ok(format!("{}{r}/{sub}", self.target.rsync_prefix()))
     }
 
     fn local(&self, sub: &str) -> String {

@@ -28,6 +28,16 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
+    /// `user@host:` as rsync reads it: an IPv6 address in brackets (`odoo@[2001:db8::5]:`),
+    /// or rsync would take its first colon for the end of the host.
+    pub fn rsync_prefix(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("{}@[{}]:", self.user, self.host)
+        } else {
+            format!("{}@{}:", self.user, self.host)
+        }
+    }
+
     /// The `ssh` command rsync runs (`-e`): strict host key, no prompts, our key only.
     pub fn ssh_command(&self) -> Result<String> {
         for p in [&self.identity, &self.known_hosts] {
@@ -92,7 +102,7 @@ pub fn command(target: &SshTarget, tree: &Tree, progress: bool) -> Result<Comman
         spec = spec.arg(format!("--exclude=/{}", e.trim_start_matches('/')));
     }
     Ok(spec
-        .arg(format!("{}@{}:{remote}", target.user, target.host))
+        .arg(format!("{}{remote}", target.rsync_prefix()))
         .arg(format!("{}/", tree.dest_parent.display())))
 }
 
@@ -159,9 +169,8 @@ pub fn push_command(
         .args(["-e", &target.ssh_command()?])
         .arg(format!("{}/", local_dir.display()))
         .arg(format!(
-            "{}@{}:{}/",
-            target.user,
-            target.host,
+            "{}{}/",
+            target.rsync_prefix(),
             remote.trim_end_matches('/')
         )))
 }
@@ -248,5 +257,24 @@ mod tests {
         let mut t = target();
         t.identity = "/a b/key".into();
         assert!(command(&t, &tree, false).is_err());
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_host_is_bracketed_for_rsync() {
+        let t = |host: &str| SshTarget {
+            user: "odoo".into(),
+            host: host.into(),
+            port: 22,
+            identity: "/k".into(),
+            known_hosts: "/h".into(),
+        };
+        assert_eq!(t("2001:db8::5").rsync_prefix(), "odoo@[2001:db8::5]:");
+        assert_eq!(t("198.51.100.7").rsync_prefix(), "odoo@198.51.100.7:");
+        assert_eq!(t("vps.example.com").rsync_prefix(), "odoo@vps.example.com:");
     }
 }

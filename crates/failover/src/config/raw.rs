@@ -442,6 +442,9 @@ impl Config {
                         format!("{port} is not a port from 1024 to 65535, e.g. 5435"),
                     )
                 })?;
+            if port == 5432 {
+                return Err(ctx.err(r.standby_port.span(), key("standby_port"), "5432 is the port of Debian's default cluster (postgresql@VERSION-main, which the package makes and starts): give the standby a port of its own, e.g. 5435"));
+            }
             if !ports.insert(port) {
                 return Err(ctx.err(r.standby_port.span(), key("standby_port"), format!("port {port} is used by another instance; each standby cluster needs its own")));
             }
@@ -480,6 +483,11 @@ impl Config {
                     };
                     if !ok {
                         return Err(ctx.err(v.span(), key("vps_cluster"), format!("{text:?}: write VERSION/NAME of a postgresql-common cluster, e.g. \"15/main\", or the absolute data directory of a cluster run with pg_ctl")));
+                    }
+                    if let Ok((major, _)) = pgrepl::DebianCluster::parse_id(text) {
+                        if major != pg_version {
+                            return Err(ctx.err(v.span(), key("vps_cluster"), format!("{text:?} is PostgreSQL {major}, backup.pg_version is {pg_version}: physical replication needs the same major version on both sides; set backup.pg_version = {major} (with postgresql-{major} installed here), or name the VPS's {pg_version} cluster")));
+                        }
                     }
                     text.clone()
                 }

@@ -13,7 +13,7 @@ fn the_example_is_valid() {
 /// Each mistake is reported at its line, for its key, with what to write instead.
 #[test]
 fn errors_name_file_line_key_and_fix() {
-    let cases: [(&str, &str, usize, &str, &str); 9] = [
+    let cases: [(&str, &str, usize, &str, &str); 11] = [
         (
             "name = \"vps_clientes_1\"",
             "name = \"vps-clientes-1\"",
@@ -69,6 +69,20 @@ fn errors_name_file_line_key_and_fix() {
             0,
             "backup.os_user",
             "not a user name",
+        ),
+        (
+            "standby_port = 5435",
+            "standby_port = 5432",
+            0,
+            "instance[0].standby_port",
+            "Debian's default cluster",
+        ),
+        (
+            "# vps_cluster = \"15/main\"",
+            "vps_cluster = \"16/main\"",
+            0,
+            "instance[0].vps_cluster",
+            "is PostgreSQL 16, backup.pg_version is 15: physical replication needs the same major version",
         ),
         (
             "sources = \"/opt/odoo/sources\"",

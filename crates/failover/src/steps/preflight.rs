@@ -202,11 +202,13 @@ impl Step for PreparePrimary {
         true
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
-        let a = env.cfg.backup.address;
+        // A host's own network: /32 for IPv4, /128 for IPv6.
+        let a = pgrepl::hba::cidr(&env.cfg.backup.address.to_string())
+            .unwrap_or_else(|_| env.cfg.backup.address.to_string());
         let when = "--restart-vps and a setting needs a restart";
         vec![
             Run::sql("ALTER SYSTEM SET wal_level = replica, wal_log_hints = on, hot_standby = on, max_wal_senders, max_replication_slots, wal_keep_size, max_slot_wal_keep_size; listen_addresses gains the VPS's address when it does not listen there"),
-            Run::note(format!("pg_hba.conf: host replication {REPLICA_USER} {a}/32 scram-sha-256; host all {REWIND_USER} {a}/32 scram-sha-256 (checked by the server before the reload)")),
+            Run::note(format!("pg_hba.conf: host replication {REPLICA_USER} {a} scram-sha-256; host all {REWIND_USER} {a} scram-sha-256 (checked by the server before the reload)")),
             Run::sql(format!("CREATE/ALTER ROLE {REPLICA_USER} REPLICATION, {REWIND_USER} (SCRAM verifiers, never plaintext); GRANT EXECUTE on the pg_rewind functions; pg_reload_conf()")),
         ]
         .into_iter()
