@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -167,6 +168,18 @@ sources = "/opt/odoo/sources"
 odoo_conf = "/etc/odoo.conf"
 "#;
 
+/// The second instance of [`LabWorld::fleet`]: another VPS whose Odoo also serves on 8069.
+pub const FLEET_SECOND: &str = r#"
+[[instance]]
+name = "vps2"
+ssh = "odoo@127.0.0.4"
+pg = "host=127.0.0.4 port=5432"
+standby_port = 5436
+data_dir = "/var/opt/odoo/data_dir"
+sources = "/opt/odoo/sources"
+odoo_conf = "/etc/odoo.conf"
+"#;
+
 /// The VPS's Odoo, as its users reach it.
 pub const VPS_URL: &str = "http://127.0.0.2:8069";
 /// The backup's Odoo after a failover.
@@ -199,31 +212,69 @@ impl LabWorld {
     /// The world with another odoo-standby configuration and package (a .deb, installed in
     /// the backup machine with `dpkg -i`).
     pub fn with_config(config: &str, deb: PathBuf) -> Self {
+        Self::build(config, deb, &[("vps", Ipv4Addr::new(127, 0, 0, 2), "vps1")])
+    }
+
+    /// A fleet: two VPSs, `vps` (127.0.0.2, instance `vps1`) and `vps2` (127.0.0.4, instance
+    /// `vps2`), each with its own real Odoo serving on 8069, one backup protecting both.
+    pub fn fleet() -> Self {
+        Self::build(
+            &format!("{LAB_CONFIG}{FLEET_SECOND}"),
+            test_package(),
+            &[
+                ("vps", Ipv4Addr::new(127, 0, 0, 2), "vps1"),
+                ("vps2", Ipv4Addr::new(127, 0, 0, 4), "vps2"),
+            ],
+        )
+    }
+
+    /// Boots the backup and the VPS machines `vpss` (name, address, instance), sets up real
+    /// Odoo on each VPS (in parallel), the backup for all of them, installs the package
+    /// and `config`, and on each VPS the sudoers drop-in the product prints for its instance.
+    fn build(config: &str, deb: PathBuf, vpss: &[(&str, Ipv4Addr, &str)]) -> Self {
         let src = lab::odoo::source().unwrap();
-        let lab = Lab::up(&Lab::two_machines()).unwrap();
+        let mut machines: Vec<(String, Ipv4Addr)> =
+            vpss.iter().map(|(n, a, _)| (n.to_string(), *a)).collect();
+        machines.push(("backup".into(), Ipv4Addr::new(127, 0, 0, 3)));
+        let lab = Lab::up(&machines).unwrap();
         let w = Self {
             lab,
             echo: true,
             record: None,
         };
-        lab::odoo::install_vps(w.vps(), &src).unwrap();
+        std::thread::scope(|s| {
+            let vps: Vec<_> = vpss
+                .iter()
+                .map(|(n, _, _)| {
+                    let m = w.lab.machine(n).unwrap();
+                    let src = &src;
+                    s.spawn(move || lab::odoo::install_vps(m, src).unwrap())
+                })
+                .collect();
+            for h in vps {
+                h.join().unwrap();
+            }
+        });
         lab::odoo::install_backup(w.backup(), &src, w.vps()).unwrap();
+        for (n, _, _) in &vpss[1..] {
+            let m = w.lab.machine(n).unwrap();
+            lab::odoo::trust(w.backup(), m, "odoo", "/var/opt/odoo", "/opt/odoouser").unwrap();
+        }
         lab::odoo::install_package(w.backup(), &deb, config).unwrap();
         // The operator installs the drop-in the product prints, exactly as printed.
-        let rules = w.ok(&["vps-sudoers", "vps1"]);
-        w.vps()
-            .write(
+        for (n, _, instance) in vpss {
+            let m = w.lab.machine(n).unwrap();
+            let rules = w.ok(&["vps-sudoers", instance]);
+            m.write(
                 "/root/odoo-standby.sudoers",
                 rules.as_bytes(),
                 0o440,
                 "root:root",
             )
             .unwrap();
-        w.vps()
-            .run(&["visudo", "-cf", "/root/odoo-standby.sudoers"])
-            .unwrap();
-        w.vps()
-            .run(&[
+            m.run(&["visudo", "-cf", "/root/odoo-standby.sudoers"])
+                .unwrap();
+            m.run(&[
                 "install",
                 "-m",
                 "0440",
@@ -231,6 +282,7 @@ impl LabWorld {
                 "/etc/sudoers.d/odoo-standby",
             ])
             .unwrap();
+        }
         w
     }
 
@@ -475,7 +527,8 @@ impl LabWorld {
     }
 }
 
-fn sql_on(m: &Machine, port: u16, db: &str, sql: &str) -> Vec<String> {
+/// SQL on machine `m`'s cluster at `port`, as postgres; the rows.
+pub fn sql_on(m: &Machine, port: u16, db: &str, sql: &str) -> Vec<String> {
     let p = port.to_string();
     m.run_stdin(
         &[

@@ -160,16 +160,29 @@ impl Env {
             .join(format!("nginx_{}.conf", self.name()))
     }
 
-    /// The nginx site for the promoted Odoo (ports from the odoo.conf here).
+    /// The nginx site for the promoted Odoo: the ports of the odoo.conf here, the Odoo major
+    /// version protect recorded, the config's `server_name` (else the VPS's SSH host) and
+    /// TLS certificate, and the filestore for nginx when odoo.conf has `x_sendfile`.
     pub async fn nginx_site(&self) -> String {
         let conf = self.instance_conf().await.ok();
+        let settings = crate::settings::recorded(&self.cfg.backup.state_dir, self.name());
+        let server_names = if self.inst.server_name.is_empty() {
+            vec![self.ssh.host.clone()]
+        } else {
+            self.inst.server_name.clone()
+        };
+        let sendfile = conf
+            .as_ref()
+            .and_then(|c| c.get("x_sendfile"))
+            .is_some_and(|v| v.trim() == "True");
         odoo_instance::nginx::render(&odoo_instance::nginx::NginxSite {
             instance: self.name().to_owned(),
-            server_names: vec![self.ssh.host.clone()],
+            server_names,
             http_port: conf.as_ref().map(OdooConf::http_port).unwrap_or(8069),
             gevent_port: conf.as_ref().map(OdooConf::gevent_port).unwrap_or(8072),
-            odoo_major: 17,
-            x_sendfile_data_dir: None,
+            odoo_major: settings.map(|s| s.odoo_major).unwrap_or(17),
+            x_sendfile_data_dir: sendfile.then(|| self.layout.data_dir()),
+            tls: self.inst.tls.clone(),
         })
     }
 }

@@ -36,6 +36,7 @@ mod plan;
 pub mod problem;
 mod runner;
 mod services;
+pub mod settings;
 mod sides;
 mod state;
 mod status;

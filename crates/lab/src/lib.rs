@@ -232,6 +232,14 @@ impl Lab {
         self.net.set_link(name, false)
     }
 
+    /// Limits a machine's link to `mbit` Mbit/s each way, as a VPS in another data centre
+    /// (`None`: loopback speed again). A delay cannot be added here: it needs the kernel's
+    /// `sch_netem`, which this host's kernel lacks; the token bucket (`tbf`) it has.
+    pub fn shape(&self, name: &str, mbit: Option<u32>) -> Result<()> {
+        self.machine(name)?;
+        self.net.shape(name, mbit)
+    }
+
     /// Gives a machine its network back.
     pub fn heal(&self, name: &str) -> Result<()> {
         self.machine(name)?;

@@ -120,6 +120,39 @@ impl Net {
         .map(drop)
     }
 
+    /// Limits a machine's link to `mbit` Mbit/s each way (a token bucket, `tc qdisc tbf`, on
+    /// both ends of its veth); `None` lifts the limit. Only the lab's own namespaces change.
+    pub fn shape(&self, machine: &str, mbit: Option<u32>) -> Result<()> {
+        for (ns, dev) in [
+            (self.lab_ns(), Self::link(machine)),
+            (self.ns(machine), "eth0".to_owned()),
+        ] {
+            match mbit {
+                Some(r) => {
+                    let rate = format!("{r}mbit");
+                    // A burst of 1 ms at that rate, at least 32 KiB; 50 ms of queue.
+                    let burst = format!("{}kb", (r / 8).max(32));
+                    sys::run(
+                        "ip",
+                        &[
+                            "netns", "exec", &ns, "tc", "qdisc", "replace", "dev", &dev, "root",
+                            "tbf", "rate", &rate, "burst", &burst, "latency", "50ms",
+                        ],
+                    )?;
+                }
+                None => {
+                    sys::quiet(
+                        "ip",
+                        &[
+                            "netns", "exec", &ns, "tc", "qdisc", "del", "dev", &dev, "root",
+                        ],
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every namespace of this lab (and `/run/netns` when that leaves it empty).
     pub fn down(&self) {
         if let Ok(dir) = std::fs::read_dir("/run/netns") {

@@ -20,6 +20,9 @@ pub struct NginxSite {
     pub odoo_major: u32,
     /// With x_sendfile on: the data_dir, whose filestore nginx serves.
     pub x_sendfile_data_dir: Option<PathBuf>,
+    /// TLS: the certificate chain and its key. With them the site serves HTTPS on 443 and
+    /// sends plain HTTP there; without, it serves plain HTTP on 80.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The site's text.
@@ -38,14 +41,36 @@ pub fn render(s: &NginxSite) -> String {
         ),
         None => String::new(),
     };
+    let names = s.server_names.join(" ");
+    let (listen, redirect, tls_note) = match &s.tls {
+        Some((cert, key)) => (
+            format!(
+                "listen 443 ssl;\n    listen [::]:443 ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:SSL_{name}:10m;",
+                cert.display(),
+                key.display()
+            ),
+            format!(
+                "server {{\n    listen 80;\n    listen [::]:80;\n    server_name {names};\n    \
+                 return 301 https://$host$request_uri;\n}}\n"
+            ),
+            "",
+        ),
+        None => (
+            "listen 80;\n    listen [::]:80;".to_owned(),
+            String::new(),
+            " add TLS (tls_certificate and tls_certificate_key in the config),",
+        ),
+    };
     format!(
         "# odoo-standby: site for instance {name} on the backup server.\n\
-         # Enable it yourself (ln -s into sites-enabled, nginx -t, reload), add TLS, then point DNS here.\n\
+         # Enable it yourself (ln -s into sites-enabled, nginx -t, reload),{tls_note} then point DNS here.\n\
          # Odoo must run with proxy_mode = True behind it.\n\
          upstream odoo_{name} {{\n    server 127.0.0.1:{http};\n}}\n\
          upstream odoo_{name}_live {{\n    server 127.0.0.1:{gevent};\n}}\n\
          map $http_upgrade $connection_upgrade_{name} {{\n    default upgrade;\n    ''      close;\n}}\n\
-         server {{\n    listen 80;\n    server_name {names};\n    client_max_body_size 200m;\n    \
+         {redirect}\
+         server {{\n    {listen}\n    server_name {names};\n    client_max_body_size 200m;\n    \
          proxy_read_timeout 720s;\n    proxy_connect_timeout 720s;\n    proxy_send_timeout 720s;\n\n    \
          # {live_note}\n    location {live_path} {{\n        proxy_pass http://odoo_{name}_live;\n        \
          proxy_set_header Upgrade $http_upgrade;\n        proxy_set_header Connection $connection_upgrade_{name};\n        \
@@ -57,7 +82,6 @@ pub fn render(s: &NginxSite) -> String {
          gzip on;\n    gzip_types text/css text/plain application/json application/javascript;\n}}\n",
         http = s.http_port,
         gevent = s.gevent_port,
-        names = s.server_names.join(" "),
     )
 }
 
@@ -83,6 +107,7 @@ mod tests {
             gevent_port: 8072,
             odoo_major: 17,
             x_sendfile_data_dir: Some("/srv/b/vps1/data_dir".into()),
+            tls: None,
         };
         let t = render(&s);
         assert!(t.contains("location /websocket") && !t.contains("/longpolling"));
@@ -92,5 +117,26 @@ mod tests {
         s.x_sendfile_data_dir = None;
         let t = render(&s);
         assert!(t.contains("location /longpolling") && !t.contains("/web/filestore"));
+        assert!(t.contains("listen 80;\n    listen [::]:80;") && !t.contains("443"));
+    }
+
+    #[test]
+    fn with_a_certificate_it_serves_https_and_sends_http_there() {
+        let t = render(&NginxSite {
+            instance: "vps1".into(),
+            server_names: vec!["erp.example.com".into(), "www.erp.example.com".into()],
+            http_port: 8079,
+            gevent_port: 8082,
+            odoo_major: 17,
+            x_sendfile_data_dir: None,
+            tls: Some(("/etc/ssl/erp.pem".into(), "/etc/ssl/erp.key".into())),
+        });
+        assert!(t.contains("listen 443 ssl;\n    listen [::]:443 ssl;\n    ssl_certificate /etc/ssl/erp.pem;\n    ssl_certificate_key /etc/ssl/erp.key;"), "{t}");
+        assert!(t.contains("return 301 https://$host$request_uri;"), "{t}");
+        assert!(
+            t.contains("server_name erp.example.com www.erp.example.com;"),
+            "{t}"
+        );
+        assert!(t.contains("server 127.0.0.1:8079;") && t.contains("server 127.0.0.1:8082;"));
     }
 }

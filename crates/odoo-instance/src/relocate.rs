@@ -31,6 +31,9 @@ pub struct BackupTarget {
     pub http_port: Option<u16>,
     /// New gevent (longpolling before Odoo 16) port, likewise.
     pub gevent_port: Option<u16>,
+    /// The Odoo major version: which key a new gevent port gets when the file has neither
+    /// (`longpolling_port` before 16, `gevent_port` from 16 on). `None`: `gevent_port`.
+    pub odoo_major: Option<u32>,
 }
 
 /// One change made to the file.
@@ -167,7 +170,12 @@ pub fn relocate(conf: &mut OdooConf, t: &BackupTarget) -> RelocationReport {
         set(conf, key, port.to_string());
     }
     if let Some(port) = t.gevent_port {
-        let key = if conf.get("longpolling_port").is_some() && conf.get("gevent_port").is_none() {
+        let legacy = match (conf.get("longpolling_port"), conf.get("gevent_port")) {
+            (Some(_), None) => true,
+            (None, None) => t.odoo_major.is_some_and(|m| m < 16),
+            _ => false,
+        };
+        let key = if legacy {
             "longpolling_port"
         } else {
             "gevent_port"

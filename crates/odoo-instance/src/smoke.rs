@@ -306,7 +306,7 @@ fn fix_for(f: &Failure, t: &SmokeTest) -> Fix {
             "addons_path entry {path} is not a directory here: replicate the sources, or fix the path mapping"
         )),
         Failure::PortInUse { port } => Fix::manual(format!(
-            "port {port} is taken on this server: stop what uses it, or set another http_port in this instance's odoo.conf here"
+            "port {port} is taken on this server: stop what uses it (ss -ltnp), or give this instance another http_port in odoo-standby's config and run `odoo-standby protect NAME` again (it rewrites odoo.conf here)"
         )),
         Failure::ReadOnly => Fix::manual("the database is still a standby: promote the cluster first".into()),
         Failure::LoginFailed { role } => Fix::manual(format!(

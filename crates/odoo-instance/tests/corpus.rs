@@ -62,6 +62,7 @@ fn target() -> BackupTarget {
         pidfile: Some("/run/odoo/vps1.pid".into()),
         http_port: Some(8169),
         gevent_port: Some(8172),
+        odoo_major: None,
     }
 }
 

@@ -138,6 +138,15 @@ pub struct Instance {
     /// The VPS's Odoo interpreter (a virtualenv's `bin/python`, or the system's): its
     /// `pip freeze` is the instance's `requirement.txt`. Default: `backup.python`.
     pub vps_python: PathBuf,
+    /// The backup's Odoo HTTP port for this instance; `None`: protect chooses a free one
+    /// (the VPS's, else 10 up, and so on) and records it in the state folder.
+    pub http_port: Option<u16>,
+    /// The backup's Odoo gevent port (websocket from Odoo 16, longpolling before); likewise.
+    pub gevent_port: Option<u16>,
+    /// The DNS names clients use, for the nginx site (empty: the VPS's SSH host).
+    pub server_name: Vec<String>,
+    /// TLS certificate chain and key for the nginx site (`None`: plain HTTP on port 80).
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Databases to protect; empty: every database on the VPS that has `ir_attachment`.
     pub databases: Vec<String>,
 }

@@ -78,6 +78,16 @@ struct RawInstance {
     #[serde(default)]
     vps_python: Option<Spanned<String>>,
     #[serde(default)]
+    http_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    gevent_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    tls_certificate: Option<Spanned<String>>,
+    #[serde(default)]
+    tls_certificate_key: Option<Spanned<String>>,
+    #[serde(default)]
     databases: Option<Vec<String>>,
 }
 
@@ -207,6 +217,8 @@ fn stand_in(key: &str, line: usize) -> String {
     match leaf {
         "name" => format!("name = \"line_{line}\""),
         "standby_port" => format!("standby_port = {}", 20000 + line),
+        "http_port" => format!("http_port = {}", 30000 + line),
+        "gevent_port" => format!("gevent_port = {}", 40000 + line),
         _ => super::EXAMPLE
             .lines()
             .map(|l| l.trim_start_matches('#').trim())
@@ -510,6 +522,59 @@ impl Config {
                     u.clone()
                 }
             };
+            // The backup's Odoo ports, when the operator chooses them (else protect does, and
+            // records them): unique on this server, standby ports included.
+            let mut odoo_port = |v: &Option<Spanned<i64>>,
+                                 k: &str|
+             -> Result<Option<u16>, ConfigError> {
+                let Some(v) = v else { return Ok(None) };
+                let p = u16::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|p| *p >= 1024)
+                    .ok_or_else(|| {
+                        ctx.err(
+                            v.span(),
+                            key(k),
+                            format!(
+                                "{} is not a port from 1024 to 65535, e.g. 8079",
+                                v.get_ref()
+                            ),
+                        )
+                    })?;
+                if !ports.insert(p) {
+                    return Err(ctx.err(v.span(), key(k), format!("port {p} is used by another instance (or a standby cluster) on this server; each Odoo here needs its own: leave it out and protect chooses a free one, or write another, e.g. {}", p + 10)));
+                }
+                Ok(Some(p))
+            };
+            let http_port = odoo_port(&r.http_port, "http_port")?;
+            let gevent_port = odoo_port(&r.gevent_port, "gevent_port")?;
+            let server_name = match &r.server_name {
+                None => Vec::new(),
+                Some(v) => {
+                    let names: Vec<String> =
+                        v.get_ref().split_whitespace().map(str::to_owned).collect();
+                    if names.is_empty()
+                        || names.iter().any(|n| {
+                            !n.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '_')
+                            })
+                        })
+                    {
+                        return Err(ctx.err(v.span(), key("server_name"), format!("{:?}: write the DNS names clients use, separated by spaces, e.g. \"erp.example.com www.erp.example.com\"", v.get_ref())));
+                    }
+                    names
+                }
+            };
+            let tls = match (&r.tls_certificate, &r.tls_certificate_key) {
+                (None, None) => None,
+                (Some(c), Some(k)) => Some((
+                    ctx.abs_path(c, key("tls_certificate"))?,
+                    ctx.abs_path(k, key("tls_certificate_key"))?,
+                )),
+                (Some(v), None) | (None, Some(v)) => {
+                    return Err(ctx.err(v.span(), key(if r.tls_certificate.is_some() { "tls_certificate" } else { "tls_certificate_key" }), "tls_certificate and tls_certificate_key go together: write both (the certificate chain and its key, e.g. from /etc/letsencrypt/live/NAME/), or neither"));
+                }
+            };
             let databases = r.databases.clone().unwrap_or_default();
             if let Some(bad) = databases.iter().find(|d| {
                 d.is_empty()
@@ -535,6 +600,10 @@ impl Config {
                     Some(v) => ctx.abs_path(v, key("vps_python"))?,
                     None => backup.python.clone(),
                 },
+                http_port,
+                gevent_port,
+                server_name,
+                tls,
                 databases,
                 name: name.clone(),
                 ssh: ssh.clone(),

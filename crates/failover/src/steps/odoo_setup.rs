@@ -10,8 +10,10 @@ use crate::env::Env;
 use crate::error::{FailoverError, Result};
 use crate::plan::{Out, RunOptions};
 
-/// The VPS's odoo.conf, rewritten for this server.
-pub(crate) async fn odoo_conf(env: &Env) -> Result<String> {
+/// The VPS's odoo.conf, rewritten for this server, with the instance's settings here (its
+/// ports: [`crate::settings`]); `record`: settle and record them now when they are not yet.
+/// `None` without `record` when they are not settled yet.
+pub(crate) async fn odoo_conf(env: &Env, record: bool) -> Result<Option<String>> {
     let raw = env
         .vps
         .read_file(&env.inst.odoo_conf)
@@ -29,6 +31,9 @@ pub(crate) async fn odoo_conf(env: &Env) -> Result<String> {
         &env.layout.sources(),
         &env.layout.odoo(),
     );
+    let Some(settings) = crate::settings::settle(env, &conf, record).await? else {
+        return Ok(None);
+    };
     relocate(
         &mut conf,
         &BackupTarget {
@@ -36,10 +41,13 @@ pub(crate) async fn odoo_conf(env: &Env) -> Result<String> {
             data_dir: env.layout.data_dir(),
             db_host: Some(env.standby.socket_dir()),
             db_port: env.inst.standby_port,
+            http_port: Some(settings.http_port),
+            gevent_port: Some(settings.gevent_port),
+            odoo_major: Some(settings.odoo_major),
             ..Default::default()
         },
     );
-    Ok(conf.render())
+    Ok(Some(conf.render()))
 }
 
 /// odoo.conf for this server.
@@ -57,8 +65,13 @@ impl Step for OdooConfStep {
         vec![Run::file(
             &env.layout.conf(),
             format!(
-                "{} of the VPS, addons_path, data_dir, db_host, db_port rewritten",
-                env.inst.odoo_conf.display()
+                "{} of the VPS, addons_path, data_dir, db_host, db_port rewritten; http_port and gevent_port {} (recorded in {})",
+                env.inst.odoo_conf.display(),
+                match (env.inst.http_port, env.inst.gevent_port) {
+                    (Some(h), Some(g)) => format!("{h} and {g}, from the config"),
+                    _ => "as recorded, else the first free pair from the VPS's in steps of 10".into(),
+                },
+                crate::settings::path(&env.cfg.backup.state_dir, env.name()).display()
             ),
         )]
     }
@@ -69,10 +82,22 @@ impl Step for OdooConfStep {
         "unmapped addons_path entries are listed: add them under sources on the VPS"
     }
     async fn is_done(&self, env: &Env) -> Result<bool> {
-        same_file(env, &env.layout.conf(), &odoo_conf(env).await?).await
+        match odoo_conf(env, false).await? {
+            Some(text) => same_file(env, &env.layout.conf(), &text).await,
+            None => Ok(false),
+        }
     }
-    async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
-        let text = odoo_conf(env).await?;
+    async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
+        let text = odoo_conf(env, true).await?.unwrap_or_default();
+        if let Some(s) = crate::settings::recorded(&env.cfg.backup.state_dir, env.name()) {
+            out.line(&format!(
+                "    Odoo {} here on ports {} (HTTP) and {} (gevent), recorded in {}",
+                s.odoo_major,
+                s.http_port,
+                s.gevent_port,
+                crate::settings::path(&env.cfg.backup.state_dir, env.name()).display()
+            ));
+        }
         write_ours(
             env,
             &env.layout.conf(),
@@ -119,7 +144,8 @@ impl Step for OdooLogin {
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
         let os_user = &env.cfg.backup.os_user;
-        let conf = OdooConf::parse(&odoo_conf(env).await?, "odoo.conf")
+        let text = odoo_conf(env, true).await?.unwrap_or_default();
+        let conf = OdooConf::parse(&text, "odoo.conf")
             .map_err(|e| FailoverError::failed("reading the rewritten odoo.conf", e))?;
         let Some(role) = conf.db_user().map(str::to_owned) else {
             out.line(&format!(

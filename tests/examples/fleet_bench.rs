@@ -1,0 +1,259 @@
+//! Fifty instances on one backup server, on the one-machine sandbox (`bash scripts/bench-fleet`;
+//! not part of CI). One sandbox VPS (its PostgreSQL, sshd and filestore) stands for fifty:
+//! each instance is protected as its own (its own standby cluster streaming through its own
+//! slot, its own copy of data_dir, its own sync service with its own SSH connections).
+//! Prints: protect time per instance; `odoo-standby status` of all fifty (target < 1 s);
+//! each sync service's memory (RSS) and CPU at idle (targets < 10 MB, < 0.5 % of a core);
+//! SSH connections per sync service; the file delay (an attachment written on the VPS until
+//! it is in every instance's copy) at p50/p95 with all fifty syncing (target p95 < 2 s).
+//!
+//! `INSTANCES=N` changes fifty. As root (the sandbox runs PostgreSQL as another user).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let n: usize = std::env::var("INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let bin = odoo_standby_tests::production_binary();
+    let mut sb = sandbox::Sandbox::new().unwrap();
+    let w = sandbox::vps_world(&mut sb, 200).unwrap();
+    let root = sb.root().to_owned();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(n, &bin, &w, &root)));
+    // Everything the run started (the syncs by their pid files, the standbys' postmasters),
+    // then the sandbox's own servers.
+    sandbox::stop_detached(&root, &sb.pids());
+    drop(sb);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+fn cli(bin: &Path, cfg: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin)
+        .arg("-q")
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// (RSS in KiB, CPU ticks user+system) of a pid.
+fn usage(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    (rss, ticks)
+}
+
+/// TCP connections of `pid` to `port` (its sockets' inodes against /proc/net/tcp).
+fn connections_to(pid: i32, port: u16) -> usize {
+    let mut inodes = std::collections::BTreeSet::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in rd.flatten() {
+            if let Ok(t) = std::fs::read_link(e.path()) {
+                let t = t.display().to_string();
+                if let Some(i) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    inodes.insert(i.to_owned());
+                }
+            }
+        }
+    }
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let want = format!(":{port:04X}");
+    tcp.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 9 && f[2].ends_with(&want) && f[3] == "01" && inodes.contains(f[9])
+        })
+        .count()
+}
+
+fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
+    let cfg = w.config.clone();
+    // Fifty standbys stream from the one VPS: it needs that many WAL senders and slots
+    // (protect keeps larger values).
+    w.vps
+        .psql(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET max_wal_senders = {0}; ALTER SYSTEM SET max_replication_slots = {0};",
+                n + 10
+            ),
+        )
+        .unwrap();
+    w.vps.stop().unwrap();
+    w.vps.start().unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let one = text[text.find("[[instance]]").unwrap()..].to_owned();
+    let mut all = text.clone();
+    for i in 2..=n {
+        let port = sandbox::free_port().unwrap();
+        let block = one
+            .replace("name = \"vps1\"", &format!("name = \"vps{i}\""))
+            .replace(
+                &format!("standby_port = {}", w.standby_port),
+                &format!("standby_port = {port}"),
+            );
+        all.push('\n');
+        all.push_str(&block);
+    }
+    std::fs::write(&cfg, all).unwrap();
+    let names: Vec<String> = (1..=n).map(|i| format!("vps{i}")).collect();
+
+    let t = Instant::now();
+    for name in &names {
+        let out = cli(bin, &cfg, &["protect", name, "--restart-vps"]);
+        assert!(
+            out.status.success(),
+            "protect {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let protect = t.elapsed().as_secs_f64();
+    println!(
+        "{n} instances protected in {protect:.0} s ({:.1} s each)",
+        protect / n as f64
+    );
+
+    // Idle: let the first passes (sources, requirements, first index) settle.
+    std::thread::sleep(Duration::from_secs(20));
+    let mut status = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = cli(bin, &cfg, &["status"]);
+        status.push(t.elapsed().as_secs_f64());
+        assert!(
+            out.status.code() == Some(0),
+            "status: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let status_med = percentile(&mut status, 0.5);
+
+    let state = root.join("state");
+    let pids: Vec<i32> = names
+        .iter()
+        .filter_map(|name| {
+            let dir = state.join(name).join("run");
+            let file = std::fs::read_dir(&dir)
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.starts_with("odoo-standby-sync@") && f.ends_with(".pid"))
+                })?;
+            std::fs::read_to_string(file).ok()?.trim().parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        pids.len(),
+        n,
+        "a sync pid file is missing under {}",
+        state.display()
+    );
+    let hz = 100.0;
+    let window = 30.0;
+    let before: Vec<(u64, u64)> = pids.iter().map(|p| usage(*p)).collect();
+    std::thread::sleep(Duration::from_secs_f64(window));
+    let after: Vec<(u64, u64)> = pids.iter().map(|p| usage(*p)).collect();
+    let rss: Vec<f64> = after.iter().map(|(r, _)| *r as f64 / 1024.0).collect();
+    let cpu: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|((_, a), (_, b))| (b.saturating_sub(*a)) as f64 / hz / window * 100.0)
+        .collect();
+    let sshd_port = w.sshd.port;
+    let mut conns: Vec<f64> = pids
+        .iter()
+        .map(|p| connections_to(*p, sshd_port) as f64)
+        .collect();
+
+    // The file delay: an attachment every 500 ms on the VPS (file, then its row, as Odoo
+    // writes them), each looked for in every instance's copy every 20 ms.
+    let stores: Vec<PathBuf> = names
+        .iter()
+        .map(|name| {
+            root.join("backup/instances")
+                .join(name)
+                .join("data_dir/filestore/clientes")
+        })
+        .collect();
+    let mut delays = Vec::new();
+    for k in 0..20 {
+        let content = format!("fleet bench attachment {k} {:?}", Instant::now()).into_bytes();
+        let (fname, sql) = sandbox::attachment(&w.data_dir, "clientes", &content).unwrap();
+        let t = Instant::now();
+        w.vps.psql("clientes", &sql).unwrap();
+        let mut pending: Vec<&PathBuf> = stores.iter().collect();
+        while !pending.is_empty() && t.elapsed() < Duration::from_secs(30) {
+            pending.retain(|s| {
+                if s.join(&fname).exists() {
+                    delays.push(t.elapsed().as_secs_f64());
+                    false
+                } else {
+                    true
+                }
+            });
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            pending.is_empty(),
+            "attachment {k} missing in {} copies after 30 s",
+            pending.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    println!(
+        "odoo-standby status of {n} instances: median of 3 runs {status_med:.2} s (target < 1 s)"
+    );
+    println!(
+        "sync service RSS at idle: p50 {:.1} MB, max {:.1} MB per instance (target < 10 MB); {:.0} MB for all {n}",
+        percentile(&mut rss.clone(), 0.5),
+        percentile(&mut rss.clone(), 1.0),
+        rss.iter().sum::<f64>()
+    );
+    println!(
+        "sync service CPU at idle over {window:.0} s: p50 {:.2} %, max {:.2} % of a core per instance (target < 0.5 %); {:.1} % for all {n}",
+        percentile(&mut cpu.clone(), 0.5),
+        percentile(&mut cpu.clone(), 1.0),
+        cpu.iter().sum::<f64>()
+    );
+    let total: f64 = conns.iter().sum();
+    println!(
+        "SSH connections per sync service: p50 {:.0}, max {:.0}; {total:.0} in all",
+        percentile(&mut conns.clone(), 0.5),
+        percentile(&mut conns, 1.0),
+    );
+    println!(
+        "file delay, 20 attachments x {n} copies: p50 {:.2} s, p95 {:.2} s, max {:.2} s (target p95 < 2 s)",
+        percentile(&mut delays.clone(), 0.5),
+        percentile(&mut delays.clone(), 0.95),
+        percentile(&mut delays, 1.0)
+    );
+}
