@@ -171,10 +171,7 @@ impl Env {
         } else {
             self.inst.server_name.clone()
         };
-        let sendfile = conf
-            .as_ref()
-            .and_then(|c| c.get("x_sendfile"))
-            .is_some_and(|v| v.trim() == "True");
+        let sendfile = conf.as_ref().and_then(|c| c.flag("x_sendfile")) == Some(true);
         odoo_instance::nginx::render(&odoo_instance::nginx::NginxSite {
             instance: self.name().to_owned(),
             server_names,

@@ -155,6 +155,16 @@ impl OdooConf {
         find(OPTIONS).or_else(|| find("DEFAULT"))
     }
 
+    /// `key` as Odoo reads a boolean from the file: its config parser turns exactly `True`
+    /// and `true` into on, `False` and `false` into off; `None` when unset or another value.
+    pub fn flag(&self, key: &str) -> Option<bool> {
+        match self.get(key).map(str::trim) {
+            Some("True" | "true") => Some(true),
+            Some("False" | "false") => Some(false),
+            _ => None,
+        }
+    }
+
     /// Whether `key` is set in `[options]` to something Odoo treats as a value (not empty,
     /// not `False`, not `None`).
     pub fn is_set(&self, key: &str) -> bool {
@@ -364,5 +374,19 @@ mod tests {
         let mut d = OdooConf::parse("# nothing\n", "t").unwrap();
         d.set("db_port", "1");
         assert_eq!(d.render(), "# nothing\n[options]\ndb_port = 1\n");
+    }
+
+    #[test]
+    fn flags_are_read_as_odoo_reads_them() {
+        let c = OdooConf::parse(
+            "[options]\nproxy_mode = true\nx_sendfile = True\nlist_db = false\nworkers = 2\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.flag("proxy_mode"), Some(true));
+        assert_eq!(c.flag("x_sendfile"), Some(true));
+        assert_eq!(c.flag("list_db"), Some(false));
+        assert_eq!(c.flag("workers"), None);
+        assert_eq!(c.flag("missing"), None);
     }
 }

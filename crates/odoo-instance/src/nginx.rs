@@ -88,7 +88,7 @@ pub fn render(s: &NginxSite) -> String {
 /// What odoo.conf lacks for running behind this site.
 pub fn conf_warnings(conf: &crate::OdooConf) -> Vec<String> {
     let mut w = Vec::new();
-    if conf.get("proxy_mode").map(str::trim) != Some("True") {
+    if conf.flag("proxy_mode") != Some(true) {
         w.push("odoo.conf has no `proxy_mode = True`: behind nginx, Odoo would see every client as 127.0.0.1 and build wrong URLs".to_owned());
     }
     w
@@ -138,5 +138,19 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("server 127.0.0.1:8079;") && t.contains("server 127.0.0.1:8082;"));
+    }
+
+    #[test]
+    fn proxy_mode_is_read_as_odoo_reads_it() {
+        for (text, warned) in [
+            ("True", false),
+            ("true", false),
+            ("False", true),
+            ("1", true),
+        ] {
+            let c =
+                crate::OdooConf::parse(&format!("[options]\nproxy_mode = {text}\n"), "t").unwrap();
+            assert_eq!(!conf_warnings(&c).is_empty(), warned, "proxy_mode = {text}");
+        }
     }
 }
