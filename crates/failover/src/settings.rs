@@ -113,10 +113,7 @@ pub async fn settle(
     let (http_port, gevent_port) = match (env.inst.http_port, env.inst.gevent_port, old) {
         (Some(h), Some(g), _) => (h, g),
         (h, g, Some(s)) => (h.unwrap_or(s.http_port), g.unwrap_or(s.gevent_port)),
-        (h, g, None) if !record => match (h, g) {
-            (Some(h), Some(g)) => (h, g),
-            _ => return Ok(None),
-        },
+        (_, _, None) if !record => return Ok(None),
         (h, g, None) => {
             let taken = taken_by_others(env);
             let (vh, vg) = (vps_conf.http_port(), vps_conf.gevent_port());

@@ -101,27 +101,24 @@ pub fn drop_in(env: &Env, t: &Template) -> String {
         name = env.name(),
         u = b.os_user
     );
-    if !t.command.is_empty() {
-        let mut rw = vec![env.layout.dir(), env.state.dir().to_owned()];
-        rw.extend(b.metrics_dir.clone());
-        let rw: Vec<String> = rw.iter().map(|p| format!("-{}", p.display())).collect();
+    let mut rw = vec![env.layout.dir(), env.state.dir().to_owned()];
+    rw.extend(b.metrics_dir.clone());
+    let rw: Vec<String> = rw.iter().map(|p| format!("-{}", p.display())).collect();
+    s.push_str(&format!(
+        "ReadWritePaths={}\n",
+        host::quote::systemd_line(&rw)
+    ));
+    if env.program != Path::new(PACKAGE_PROGRAM) || env.config_path != Path::new(PACKAGE_CONFIG) {
+        let mut argv = vec![
+            env.program.display().to_string(),
+            "--config".into(),
+            env.config_path.display().to_string(),
+        ];
+        argv.extend(t.command.iter().map(|a| a.replace("%i", env.name())));
         s.push_str(&format!(
-            "ReadWritePaths={}\n",
-            host::quote::systemd_line(&rw)
+            "ExecStart=\nExecStart={}\n",
+            host::quote::systemd_line(&argv)
         ));
-        if env.program != Path::new(PACKAGE_PROGRAM) || env.config_path != Path::new(PACKAGE_CONFIG)
-        {
-            let mut argv = vec![
-                env.program.display().to_string(),
-                "--config".into(),
-                env.config_path.display().to_string(),
-            ];
-            argv.extend(t.command.iter().map(|a| a.replace("%i", env.name())));
-            s.push_str(&format!(
-                "ExecStart=\nExecStart={}\n",
-                host::quote::systemd_line(&argv)
-            ));
-        }
     }
     s
 }
