@@ -35,12 +35,13 @@ impl Drop for Tmux {
 fn protect_draws_a_moving_bar_on_a_terminal() {
     let mut sb = sandbox::Sandbox::new().unwrap();
     let w = sandbox::vps_world(&mut sb, 20).unwrap();
-    // A database big enough that the base backup takes a few seconds (pg_basebackup reports
-    // its progress once a second).
+    // A database big enough that the base backup takes several seconds: pg_basebackup reports
+    // its progress at most once a second, and 700,000 rows (577 MB) copied in 2 s on CI, too
+    // few reports for the pane to catch one under 100%. 1,600,000 rows are about 1.3 GB.
     w.vps
         .psql(
             "clientes",
-            "CREATE TABLE ballast AS SELECT g, repeat(md5(g::text), 24) AS pad FROM generate_series(1, 700000) g",
+            "CREATE TABLE ballast AS SELECT g, repeat(md5(g::text), 24) AS pad FROM generate_series(1, 1600000) g",
         )
         .unwrap();
     let tmux = Tmux(format!("odoo-standby-progress-{}", std::process::id()));
@@ -82,7 +83,7 @@ fn protect_draws_a_moving_bar_on_a_terminal() {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("base backup percentages seen in the pane: {seen:?}");
     assert!(last.contains("EXIT=0"), "{last}");
