@@ -14,6 +14,8 @@
 //! - [`rejoin()`]: the old primary back as a standby (recovery, pg_rewind, slot, streaming).
 //! - [`slot`]: create, drop, and flag slots that threaten the disk.
 //! - [`fence`]: an old primary held down (stopped, `standby.signal`, not started at boot).
+//! - [`switchover`]: a planned switch without loss: clean stop, the shutdown checkpoint
+//!   checked against the standby's replay, the old primary following as it is.
 //!
 //! SQL goes through the [`Sql`] trait: [`PgClient`] (tokio-postgres over TCP, password
 //! from a passfile) or [`Psql`] (`psql` run through a `host::Host` as an OS user).
@@ -49,6 +51,7 @@ mod scram;
 pub mod slot;
 mod sql;
 mod status;
+pub mod switchover;
 pub mod walafter;
 
 pub use clone::{
@@ -56,8 +59,8 @@ pub use clone::{
     CloneOutcome, Progress, Upstream,
 };
 pub use cluster::{
-    aside_path, get_auto_conf, parse_lsclusters, read_data_file, set_auto_conf, Cluster,
-    ClusterLine, DebianCluster, PlainCluster, StopMode,
+    aside_path, get_auto_conf, parse_lsclusters, read_data_file, set_auto_conf, write_data_file,
+    Cluster, ClusterLine, DebianCluster, PlainCluster, StopMode,
 };
 pub use conninfo::ConnInfo;
 pub use divergence::{ControlData, Divergence};
@@ -71,5 +74,5 @@ pub use lsn::{Lsn, TimelineFork};
 pub use prepare::{prepare_primary, PrepareOptions, PrepareReport, Secret, REWIND_FUNCTIONS};
 pub use promote::{promote, PromoteOutcome};
 pub use rejoin::{rejoin, rewind_spec, RejoinOptions, RejoinOutcome};
-pub use sql::{execute, query_value, PgClient, Psql, Row, Sql};
+pub use sql::{execute, query_lsn, query_value, PgClient, Psql, Row, Sql};
 pub use status::{list_slots, status, PrimaryStatus, Replica, Slot, StandbyStatus, Status};

@@ -42,6 +42,20 @@ pub async fn query_value(db: &dyn Sql, sql: &str) -> Result<Option<String>> {
         .and_then(|r| r.into_iter().next().flatten()))
 }
 
+/// The first column of the first row as a WAL position (`pg_current_wal_lsn()`,
+/// `pg_last_wal_replay_lsn()`...); `None` when it is NULL (a primary asked for its replay).
+pub async fn query_lsn(db: &dyn Sql, sql: &str) -> Result<Option<crate::Lsn>> {
+    query_value(db, sql)
+        .await?
+        .map(|v| {
+            v.parse().map_err(|e: String| PgreplError::Parse {
+                tool: "psql".into(),
+                detail: e,
+            })
+        })
+        .transpose()
+}
+
 /// Runs a statement whose rows do not matter.
 pub async fn execute(db: &dyn Sql, sql: &str) -> Result<()> {
     db.query(sql).await.map(drop)
