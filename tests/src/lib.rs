@@ -527,6 +527,18 @@ impl LabWorld {
     }
 }
 
+/// Waits until `ok` (checked every 500 ms); fails the test after `seconds`, naming `what`.
+pub fn wait<F: FnMut() -> bool>(what: &str, seconds: u64, mut ok: F) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(seconds),
+            "{what}: not within {seconds} s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// SQL on machine `m`'s cluster at `port`, as postgres; the rows.
 pub fn sql_on(m: &Machine, port: u16, db: &str, sql: &str) -> Vec<String> {
     let p = port.to_string();

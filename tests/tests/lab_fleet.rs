@@ -8,10 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
-
 use lab::odoo::{Client, DB};
-use odoo_standby_tests::{sql_on, LabWorld};
+use odoo_standby_tests::{sql_on, wait, LabWorld};
 use serde_json::Value;
 
 const ROOT: &str = "/opt/odoouser/respaldo_filestore";
@@ -28,17 +26,6 @@ fn of<'a>(all: &'a [Value], name: &str) -> &'a Value {
     all.iter()
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("status has no {name}: {all:?}"))
-}
-
-fn wait<F: FnMut() -> bool>(what: &str, seconds: u64, mut ok: F) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(seconds),
-            "{what}: not within {seconds} s"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// The SHA-1 of every upload logged in `log` (lines `id sha1 size`) on the backup machine.

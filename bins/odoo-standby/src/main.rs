@@ -97,7 +97,31 @@ enum Command {
         #[command(flatten)]
         discard: ops::DiscardArgs,
     },
-    /// Continue an interrupted protect, failover or failback.
+    /// Move production to this server for planned work on the VPS, losing nothing: Odoo
+    /// stops on the VPS, the last files come, the VPS's PostgreSQL stops cleanly, and the
+    /// standby is promoted only if it replayed the VPS's shutdown checkpoint (else the VPS is
+    /// put back as it was); then Odoo starts here and the VPS's cluster follows this one.
+    /// `failback` gives production back.
+    Switchover {
+        #[command(flatten)]
+        op: ops::OpArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Rehearse a failover without touching replication or production: a throwaway copy of
+    /// the standby, promoted on a free port, a hard-linked view of the files, Odoo on them
+    /// (neutralized: no mail, no crons), the smoke test and an HTTP check with attachments;
+    /// the RTO measured; all torn down; the report kept in the state folder (drill.txt,
+    /// drill.json) and shown by status. Exit 0 passed, 1 failed.
+    Drill {
+        /// The instance.
+        name: String,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue an interrupted protect, failover, failback or switchover.
     Resume {
         /// The instance.
         name: String,
@@ -113,7 +137,7 @@ enum Command {
         /// The instance.
         name: String,
     },
-    /// Health of every instance (or one), checked in parallel: one table, then every
+    /// Health of every instance (or one), checked a few at a time: one table, then every
     /// problem with its fix. Exit 0 healthy, 1 a problem, 2 error; with --nagios 0 OK,
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Status {
@@ -126,10 +150,13 @@ enum Command {
         /// The Nagios plugin format, with perfdata.
         #[arg(long)]
         nagios: bool,
-        /// Seconds each instance's checks may take; one that does not answer is reported
-        /// UNKNOWN and does not hold up the others.
+        /// Seconds each instance's checks may take, from their own start; one that does not
+        /// answer is reported UNKNOWN and does not hold up the others.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        /// How many instances are checked at once (each runs psql and ssh processes).
+        #[arg(long, default_value_t = failover::STATUS_PARALLEL)]
+        parallel: usize,
     },
     /// What happened, oldest first: each step of each operation (the journal) and the events
     /// (operations started, failed, ended; problems status found and saw cleared; the
@@ -219,6 +246,13 @@ fn main() -> ExitCode {
             };
             ops::operation(&config, failover::Operation::Failback, &op, opts).await
         }),
+        Command::Switchover { op, yes } => block_on(async move {
+            let opts = failover::RunOptions {
+                yes,
+                ..Default::default()
+            };
+            ops::operation(&config, failover::Operation::Switchover, &op, opts).await
+        }),
         Command::Resume {
             name,
             fence,
@@ -230,12 +264,16 @@ fn main() -> ExitCode {
             };
             ops::resume(&config, &name, opts).await
         }),
+        Command::Drill { name, json } => {
+            block_on(async move { ops::drill(&config, &name, json).await })
+        }
         Command::Abort { name } => block_on(async move { ops::abort(&config, &name).await }),
         Command::Status {
             name,
             json,
             nagios,
             timeout,
+            parallel,
         } => {
             let format = if nagios {
                 ops::StatusFormat::Nagios
@@ -246,7 +284,7 @@ fn main() -> ExitCode {
             };
             block_on(async move {
                 let limit = std::time::Duration::from_secs(timeout.max(1));
-                let r = ops::status(&config, name.as_deref(), format, limit).await;
+                let r = ops::status(&config, name.as_deref(), format, limit, parallel).await;
                 nagios_unknown(nagios, "ODOO-STANDBY", r)
             })
         }

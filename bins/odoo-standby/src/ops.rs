@@ -1,4 +1,4 @@
-//! The operations: `protect`, `failover`, `failback`, `resume`, `status`, `sync`. Each loads
+//! The operations: `protect`, `failover`, `failback`, `switchover`, `resume`, `status`, `sync`. Each loads
 //! the config, builds the instance's world and calls one function of the `failover` crate.
 
 use std::error::Error;
@@ -87,7 +87,7 @@ pub async fn operation(
         env.name(),
         clock.elapsed().as_secs_f64()
     );
-    if op == Operation::Failover {
+    if matches!(op, Operation::Failover | Operation::Switchover) {
         print_left_to_do(&env);
     }
     Ok(ExitCode::SUCCESS)
@@ -123,13 +123,29 @@ pub async fn resume(
     match failover::resume(&env, &opts, &Term::new()).await? {
         Some(op) => {
             cli::say!("resumed {} of {name} complete", op.as_str());
-            if op == Operation::Failover {
+            if matches!(op, Operation::Failover | Operation::Switchover) {
                 print_left_to_do(&env);
             }
         }
         None => cli::say!("nothing to resume for {name}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `drill NAME`: the report; exit 1 when the drill failed.
+pub async fn drill(config: &Path, name: &str, json: bool) -> Result<ExitCode, Box<dyn Error>> {
+    let env = env(config, name)?;
+    let report = failover::drill(&env, &Term::new()).await?;
+    if json {
+        cli::say!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        cli::say(&report.render());
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `abort NAME`: the interrupted run set aside, and what it leaves.
@@ -222,6 +238,7 @@ pub async fn status(
     name: Option<&str>,
     format: StatusFormat,
     limit: Duration,
+    parallel: usize,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let cfg = Config::load(config)?;
     let names = selected(&cfg, name)?;
@@ -229,7 +246,7 @@ pub async fn status(
     for n in &names {
         envs.push(Env::new(&cfg, config, n)?);
     }
-    let all = failover::status_all(envs, limit).await;
+    let all = failover::status_all(envs, limit, parallel).await;
     let out = match format {
         StatusFormat::Json => format!("{}\n", serde_json::to_string_pretty(&all)?),
         StatusFormat::Text => crate::show::table(&all, crate::show::colour()),

@@ -45,8 +45,9 @@ pub fn table(all: &[InstanceStatus], colour: bool) -> String {
         "LAST SYNC",
         "ODOO",
         "SYNC",
+        "DRILL",
     ];
-    let rows: Vec<[String; 10]> = all
+    let rows: Vec<[String; 11]> = all
         .iter()
         .map(|s| {
             let lag = match (s.db.lag_bytes, s.db.lag_seconds) {
@@ -78,6 +79,13 @@ pub fn table(all: &[InstanceStatus], colour: bool) -> String {
                     s.vps_odoo_unit.as_deref().unwrap_or("-")
                 ),
                 s.syncs.clone(),
+                dash(s.last_drill.as_ref(), |d| {
+                    format!(
+                        "{} {} ago",
+                        if d.ok { "passed" } else { "FAILED" },
+                        seconds(d.age_seconds)
+                    )
+                }),
             ]
         })
         .collect();

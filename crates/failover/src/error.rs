@@ -24,6 +24,11 @@ pub enum FailoverError {
     /// why and what to do.
     #[error("{0}")]
     Refused(String),
+    /// A switchover could not go on safely and put everything back as it was before the run
+    /// (production on the VPS, nothing promoted): the text says why. Nothing is left to
+    /// resume; the same command runs again once the cause is fixed.
+    #[error("{0}")]
+    PutBack(String),
     /// A step of a plan failed; [`FailoverError::hint`] says what the operator can do.
     #[error("step {step:?} ({title}) failed")]
     Step {
@@ -79,7 +84,7 @@ impl FailoverError {
         match self {
             Self::Config(_) => ErrorKind::Config,
             Self::Failed { .. } => ErrorKind::Failed,
-            Self::Refused(_) => ErrorKind::Refused,
+            Self::Refused(_) | Self::PutBack(_) => ErrorKind::Refused,
             Self::Step { source, .. } => source.kind(),
             Self::Journal { .. } => ErrorKind::Journal,
         }
@@ -96,6 +101,9 @@ impl FailoverError {
             } => Some(format!(
                 "hint: {hint}\nthen: odoo-standby resume {instance}"
             )),
+            Self::Step { source, .. } if matches!(**source, Self::PutBack(_)) => Some(
+                "then: production runs on the VPS as before; fix the cause, then run the same command again".into(),
+            ),
             Self::Step { hint, .. } => Some(format!(
                 "hint: {hint}\nthen: nothing was changed by this run; run the same command again"
             )),

@@ -2,6 +2,8 @@
 //! it; a release build has none of this):
 //! - `ODOO_STANDBY_KILL_AFTER=<step id>`: the process kills itself (SIGKILL) right after that
 //!   step acted and before the journal records it, the worst moment to die;
+//! - `ODOO_STANDBY_HOLD_AFTER=<step>:<file>`: the run waits after that step until the file
+//!   exists (it writes `<file>.held` when it starts waiting);
 //! - `ODOO_STANDBY_RECORD=<file>`: every command run on either machine is appended to the
 //!   file as a JSON line with the plan step that ran it, for comparison with `--dry-run`.
 
@@ -27,6 +29,34 @@ pub fn kill_point(step: &str) {
 #[cfg(not(feature = "test-hooks"))]
 #[inline]
 pub fn kill_point(_step: &str) {}
+
+/// `ODOO_STANDBY_HOLD_AFTER=<step>:<file>`: after that step is recorded done, the run writes
+/// `<file>.held` and waits (up to 10 minutes) until `<file>` exists, so that a test can change
+/// the world between two steps (pause the standby's replay right before a clean stop).
+#[cfg(feature = "test-hooks")]
+pub async fn hold_point(step: &str) {
+    let Ok(v) = std::env::var("ODOO_STANDBY_HOLD_AFTER") else {
+        return;
+    };
+    let Some((at, file)) = v.split_once(':') else {
+        return;
+    };
+    if at != step {
+        return;
+    }
+    let _ = std::fs::write(format!("{file}.held"), step);
+    for _ in 0..6000 {
+        if std::path::Path::new(file).exists() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Without the `test-hooks` feature: nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline]
+pub async fn hold_point(_step: &str) {}
 
 /// `hosts`, recording into `ODOO_STANDBY_RECORD` when it is set.
 #[cfg(feature = "test-hooks")]

@@ -79,7 +79,8 @@ impl Env {
             http: conf.map(|c| {
                 let iface = c
                     .get("http_interface")
-                    .filter(|v| !v.trim().is_empty() && *v != "False")
+                    .filter(|_| c.is_set("http_interface"))
+                    .map(str::trim)
                     .unwrap_or("0.0.0.0")
                     .to_owned();
                 (iface, c.http_port())

@@ -1,4 +1,4 @@
-//! Orchestration of protect, failover and failback for Odoo instances.
+//! Orchestration of protect, failover, failback and switchover for Odoo instances, and the drill.
 //!
 //! - [`Config`]: the TOML file every command reads, validated once, with errors that name the
 //!   file, the line, the key and what to write instead.
@@ -14,6 +14,7 @@
 //! - [`vps_sudoers`]: the drop-in a VPS login user needs, from the commands run as root.
 //! - [`units`]: the package's templates (`odoo-standby-sync@`, `odoo-standby-refresh@` and its
 //!   timer) and the per-instance drop-ins protect writes; [`refresh`]: sources and `pip freeze`.
+//! - [`drill()`]: a failover rehearsed on a throwaway copy of the standby, with its RTO.
 //! - [`settings`]: what protect settles per instance and records (the backup's Odoo ports,
 //!   the Odoo major version); [`ssh_setup`]: the backup user's SSH access to a VPS.
 //!
@@ -29,6 +30,7 @@
 mod access;
 pub mod check;
 mod config;
+pub mod drill;
 mod env;
 mod error;
 pub mod events;
@@ -54,6 +56,7 @@ pub use access::{ssh_setup, SshSetupReport};
 pub use config::{
     Backup, Config, ConfigError, Instance, ServiceKind, DEFAULT_METRICS_DIR, EXAMPLE,
 };
+pub use drill::{drill, last_drill, DrillReport};
 pub use env::{rows, Env, Hosts, REPLICA_USER, REWIND_USER};
 pub use error::{chain, eprint, report, ErrorKind, FailoverError, Result};
 pub use journal::{Current, Entry, Journal};
@@ -65,7 +68,7 @@ pub use sides::{check_fits, here_role, HereRole, Sides};
 pub use state::StateDir;
 pub use status::{
     audit_files, limits, missing_files, status, status_all, DbHealth, DiskHealth, FilesHealth,
-    InstanceStatus,
+    InstanceStatus, LastDrill, STATUS_PARALLEL,
 };
 pub use steps::{lost_path, Run, Step};
 pub use sudoers::{vps_root_commands, vps_sudoers};

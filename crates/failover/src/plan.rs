@@ -18,6 +18,9 @@ pub enum Operation {
     Failover,
     /// Give it back to the VPS and protect it again (runbook §5).
     Failback,
+    /// Move production to the backup for planned work on the VPS, without loss; the VPS
+    /// follows the backup after it.
+    Switchover,
 }
 
 impl Operation {
@@ -27,14 +30,20 @@ impl Operation {
             Self::Protect => "protect",
             Self::Failover => "failover",
             Self::Failback => "failback",
+            Self::Switchover => "switchover",
         }
     }
 
     /// Parses [`Operation::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Protect, Self::Failover, Self::Failback]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Self::Protect,
+            Self::Failover,
+            Self::Failback,
+            Self::Switchover,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 
     /// The steps, in order.
@@ -43,6 +52,7 @@ impl Operation {
             Self::Protect => steps::protect(),
             Self::Failover => steps::failover(),
             Self::Failback => steps::failback(),
+            Self::Switchover => steps::switchover(),
         }
     }
 }

@@ -233,11 +233,14 @@ async fn steps_of_run(
         }
         out.line(&format!("[{n}/{total}] {title} ..."));
         if let Err(e) = step.apply(env, opts, out).await {
-            return Err(abort_if_untouched(journal, changed, fail(e, changed)));
+            // A switchover that put everything back leaves nothing to resume.
+            let left = changed && !matches!(e, FailoverError::PutBack(_));
+            return Err(abort_if_untouched(journal, left, fail(e, left)));
         }
         changed = true;
         crate::hooks::kill_point(step.id());
         journal.record(current, step.id(), "done")?;
+        crate::hooks::hold_point(step.id()).await;
         out.line(&format!(
             "[{n}/{total}] {title}: done ({:.1} s)",
             clock.elapsed().as_secs_f64()
@@ -400,6 +403,41 @@ mod tests {
         assert!(env.state.aborted().exists());
     }
 
+    #[tokio::test]
+    async fn a_run_that_put_everything_back_is_not_left_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(dir.path());
+        let out = Lines(Mutex::default());
+        let mut seq = Sequence::new();
+        let mut back = MockStep::new();
+        back.expect_id().return_const("switch-point");
+        back.expect_title().return_const("switch-point");
+        back.expect_hint().return_const("hint");
+        back.expect_every_run().return_const(true);
+        back.expect_is_done().returning(|_| Ok(false));
+        back.expect_apply().returning(|_, _, _| {
+            Err(FailoverError::PutBack(
+                "the standby is behind. Production is back on the VPS".into(),
+            ))
+        });
+        let steps = vec![
+            step("stop-vps-odoo", &mut seq, Some(true)),
+            Box::new(back) as Box<dyn Step>,
+        ];
+        let (j, c) = begin(&env, "switchover", "r1");
+        let e = run_steps(&env, &steps, &j, &c, &RunOptions::default(), &out)
+            .await
+            .unwrap_err();
+        // A step acted before, yet nothing is left interrupted: the VPS was put back.
+        assert!(j.current().unwrap().is_none());
+        assert_eq!(e.kind(), crate::ErrorKind::Refused);
+        let hint = e.hint().unwrap();
+        assert!(
+            hint.contains("production runs on the VPS") && !hint.contains("resume"),
+            "{hint}"
+        );
+    }
+
     fn position(op: Operation, id: &str) -> usize {
         op.steps()
             .iter()
@@ -424,6 +462,18 @@ mod tests {
         assert!(position(Failback, "copy-files-back") < position(Failback, "promote-vps"));
         assert!(position(Failback, "catch-up") < position(Failback, "promote-vps"));
         assert!(position(Failback, "promote-vps") < position(Failback, "rejoin-backup"));
+        // Switchover: everything that may refuse comes before Odoo stops on the VPS; the
+        // VPS's cluster stops after the last files; nothing is promoted before the switch
+        // point is checked; the VPS follows only after Odoo serves here.
+        assert!(position(Switchover, "switch-ready") < position(Switchover, "stop-vps-odoo"));
+        assert!(position(Switchover, "prepare-backup") < position(Switchover, "stop-vps-odoo"));
+        assert!(position(Switchover, "stop-vps-odoo") < position(Switchover, "last-files"));
+        assert!(position(Switchover, "stop-syncs") < position(Switchover, "last-files"));
+        assert!(position(Switchover, "last-files") < position(Switchover, "stop-vps-cluster"));
+        assert!(position(Switchover, "stop-vps-cluster") < position(Switchover, "switch-point"));
+        assert!(position(Switchover, "switch-point") < position(Switchover, "promote"));
+        assert!(position(Switchover, "smoke") < position(Switchover, "start-odoo"));
+        assert!(position(Switchover, "check-http") < position(Switchover, "follow-here"));
         // Protect: the passwords exist before the VPS is prepared, the clone before the files.
         assert!(position(Protect, "secrets") < position(Protect, "prepare-primary"));
         assert!(position(Protect, "prepare-primary") < position(Protect, "clone-standby"));

@@ -121,6 +121,18 @@ impl Sides {
                     "{here} and {vps}: there is no production here to give back. `odoo-standby status {name}` shows both sides"
                 )),
             },
+            Operation::Switchover => match (&self.here, &self.vps) {
+                (HereRole::Standby, VpsState::Primary) => None,
+                (HereRole::Primary, _) => Some(format!(
+                    "{name} runs here already: {here}. odoo-standby failback {name} gives it back"
+                )),
+                (HereRole::Standby, _) => Some(format!(
+                    "{vps}: a switchover needs the VPS serving, as a primary. If it is lost, fail over instead: odoo-standby failover {name}"
+                )),
+                _ => Some(format!(
+                    "{here}: a switchover needs a protected standby here. `odoo-standby status {name}` shows both sides; odoo-standby protect {name} sets it up"
+                )),
+            },
         }
     }
 }

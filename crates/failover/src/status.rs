@@ -128,8 +128,32 @@ pub struct InstanceStatus {
     pub syncs: String,
     /// An operation that was interrupted (resume it).
     pub interrupted: Option<String>,
+    /// The last `odoo-standby drill`, when there was one.
+    pub last_drill: Option<LastDrill>,
     /// How long the checks took, in seconds.
     pub checked_in_seconds: f64,
+}
+
+/// The last drill, as status shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LastDrill {
+    /// Seconds since it started.
+    pub age_seconds: u64,
+    /// Whether it passed.
+    pub ok: bool,
+    /// The RTO it measured.
+    pub rto_seconds: Option<f64>,
+}
+
+impl LastDrill {
+    fn of(env: &Env) -> Option<Self> {
+        let r = crate::drill::last_drill(env)?;
+        Some(Self {
+            age_seconds: crate::journal::now().saturating_sub(r.started),
+            ok: r.ok,
+            rto_seconds: r.rto_seconds,
+        })
+    }
 }
 
 /// Thresholds of the graded problems.
@@ -166,16 +190,25 @@ fn host_key_changed(e: &(dyn std::error::Error + 'static)) -> bool {
     text.contains("host key of") && text.contains("CHANGED")
 }
 
-/// The statuses of `envs`, checked in parallel, each within `limit`: an instance whose checks
-/// do not end in time gets one `status-timeout` problem (severity unknown) and the others
-/// are not held up by it. What appeared or cleared since the last status is recorded as
+/// How many instances [`status_all`] checks at once by default. Each instance's checks run
+/// psql and ssh processes; fifty at once on two cores (the fleet benchmark) took the load to
+/// 122 and let none answer within 30 s.
+pub const STATUS_PARALLEL: usize = 8;
+
+/// The statuses of `envs`, checked `parallel` at a time (at least one), each within `limit`
+/// counted from its own start: an instance whose checks do not end in time gets one
+/// `status-timeout` problem (severity unknown) and the others are not held up by it beyond
+/// its place in the queue. What appeared or cleared since the last status is recorded as
 /// events (`events::note_problems`).
-pub async fn status_all(envs: Vec<Env>, limit: Duration) -> Vec<InstanceStatus> {
+pub async fn status_all(envs: Vec<Env>, limit: Duration, parallel: usize) -> Vec<InstanceStatus> {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let tasks: Vec<_> = envs
         .into_iter()
         .map(|env| {
             let name = env.name().to_owned();
+            let gate = gate.clone();
             let task = tokio::spawn(async move {
+                let _turn = gate.acquire_owned().await;
                 let s = tokio::time::timeout(limit, status(&env)).await.ok();
                 (env, s)
             });
@@ -239,6 +272,7 @@ fn unknown(name: &str, limit: Duration, p: Problem) -> InstanceStatus {
         vps_odoo_unit: None,
         syncs: "unknown".into(),
         interrupted: None,
+        last_drill: None,
         checked_in_seconds: limit.as_secs_f64(),
     }
 }
@@ -330,12 +364,23 @@ pub async fn status(env: &Env) -> InstanceStatus {
                 }
                 "standby".to_owned()
             }
-            Ok(pgrepl::Status::Primary(_)) => {
-                problems.push(Problem::warning(
-                    "failed-over",
-                    "failed over: production runs here and is not protected",
-                    format!("`odoo-standby failback {name}` when the VPS is back"),
-                ));
+            Ok(pgrepl::Status::Primary(p)) => {
+                // After a switchover the VPS's cluster follows this one through the failback
+                // slot: production is protected, only not at home.
+                let slot = env.failback_slot();
+                if p.slots.iter().any(|s| s.name == slot && s.active) {
+                    problems.push(Problem::warning(
+                        "switched-over",
+                        "switched over: production runs here, the VPS's cluster follows it",
+                        format!("`odoo-standby failback {name}` when the work on the VPS is done"),
+                    ));
+                } else {
+                    problems.push(Problem::warning(
+                        "failed-over",
+                        "failed over: production runs here and is not protected",
+                        format!("`odoo-standby failback {name}` when the VPS is back"),
+                    ));
+                }
                 "primary".to_owned()
             }
             Err(e) => {
@@ -612,6 +657,17 @@ pub async fn status(env: &Env) -> InstanceStatus {
             format!("`odoo-standby resume {name}`, or `odoo-standby abort {name}` to set it aside"),
         ));
     }
+    let last_drill = LastDrill::of(env);
+    if last_drill.as_ref().is_some_and(|d| !d.ok) {
+        problems.push(Problem::warning(
+            "drill-failed",
+            "the last drill failed: a failover now would likely fail the same way".to_string(),
+            format!(
+                "read {} and fix what it names, then `odoo-standby drill {name}`",
+                env.state.dir().join("drill.txt").display()
+            ),
+        ));
+    }
     // Worst first; the order found within one severity is kept (the stable sort).
     problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
     InstanceStatus {
@@ -628,6 +684,7 @@ pub async fn status(env: &Env) -> InstanceStatus {
         vps_odoo_unit,
         syncs: active(syncs),
         interrupted,
+        last_drill,
         checked_in_seconds: clock.elapsed().as_secs_f64(),
     }
 }

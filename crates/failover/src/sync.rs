@@ -219,6 +219,19 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
     result.map(Some)
 }
 
+/// One pass now, also while the syncs are paused: a switchover's last pass, run with the
+/// sync service stopped (so that no two passes write the same folder at once).
+pub(crate) async fn pass_now(env: &Env) -> Result<usize> {
+    let mut passes = Passes::default();
+    let mut state = SyncState::load(env);
+    let n = pass(env, &mut passes, &mut state).await?;
+    state.last_ok = Some(crate::journal::now());
+    state.last_fetched = n;
+    state.last_error = None;
+    state.save(env)?;
+    Ok(n)
+}
+
 /// `sync-failing` at the first failed pass and every 10 minutes while they fail,
 /// `sync-recovered` after.
 async fn sync_events(env: &Env, passes: &mut Passes, state: &SyncState) {

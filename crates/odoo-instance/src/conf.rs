@@ -166,10 +166,10 @@ impl OdooConf {
     }
 
     /// Whether `key` is set in `[options]` to something Odoo treats as a value (not empty,
-    /// not `False`, not `None`).
+    /// not `False`/`false`, which its parser turns into off, not `None`).
     pub fn is_set(&self, key: &str) -> bool {
         self.get(key)
-            .is_some_and(|v| !matches!(v.trim(), "" | "False" | "None"))
+            .is_some_and(|v| !matches!(v.trim(), "" | "False" | "false" | "None"))
     }
 
     /// The port Odoo serves HTTP on: `http_port` (or its legacy name `xmlrpc_port`), 8069
@@ -388,5 +388,10 @@ mod tests {
         assert_eq!(c.flag("list_db"), Some(false));
         assert_eq!(c.flag("workers"), None);
         assert_eq!(c.flag("missing"), None);
+        // `false` is off for Odoo, not an address or a port.
+        let c =
+            OdooConf::parse("[options]\nhttp_interface = false\nhttp_port = 8070\n", "t").unwrap();
+        assert!(!c.is_set("http_interface"));
+        assert_eq!(c.http_local_address(), "127.0.0.1");
     }
 }

@@ -307,23 +307,16 @@ impl Step for CatchUp {
         Ok(false)
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, _out: &Out) -> Result<()> {
-        let target =
-            pgrepl::query_value(&env.standby_sql("postgres"), "SELECT pg_current_wal_lsn()")
-                .await
-                .map_err(f("reading this cluster's WAL position"))?
-                .unwrap_or_default();
-        let target: pgrepl::Lsn = target.parse().map_err(|_| {
-            FailoverError::Refused(format!(
-                "this cluster's WAL position {target:?} is not an LSN"
-            ))
-        })?;
+        let target = pgrepl::query_lsn(&env.standby_sql("postgres"), "SELECT pg_current_wal_lsn()")
+            .await
+            .map_err(f("reading this cluster's WAL position"))?
+            .ok_or_else(|| FailoverError::Refused("this cluster gave no WAL position".into()))?;
         let vps = env.vps_psql("postgres");
         for _ in 0..600 {
-            let replayed = pgrepl::query_value(&vps, "SELECT pg_last_wal_replay_lsn()")
+            let replayed = pgrepl::query_lsn(&vps, "SELECT pg_last_wal_replay_lsn()")
                 .await
                 .ok()
-                .flatten()
-                .and_then(|v| v.parse::<pgrepl::Lsn>().ok());
+                .flatten();
             if replayed.is_some_and(|r| r >= target) {
                 return Ok(());
             }

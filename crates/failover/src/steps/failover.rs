@@ -156,18 +156,12 @@ impl Step for Confirm {
                 "    at risk: {db}: {n} referenced file(s) missing here"
             ));
         }
-        if opts.yes {
-            return Ok(());
-        }
-        match out.confirm(&format!("Fail over {} to this server?", env.name())) {
-            Some(true) => Ok(()),
-            Some(false) => Err(FailoverError::Refused(
-                "not confirmed; nothing was promoted".into(),
-            )),
-            None => Err(FailoverError::Refused(
-                "no terminal to ask for confirmation: pass --yes".into(),
-            )),
-        }
+        super::confirmed(
+            opts,
+            out,
+            &format!("Fail over {} to this server?", env.name()),
+            "not confirmed; nothing was promoted",
+        )
     }
 }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use host::CommandSpec;
-use pgrepl::Sql as _;
 
 use super::{f, hf, Run, Step};
 use crate::env::{rows, Env};
@@ -235,17 +234,10 @@ impl Step for CheckHttp {
         let (addr, port) = (conf.http_local_address(), conf.http_port());
         let fs = env.layout.data_dir().join("filestore");
         for db in env.databases().await? {
-            let candidates = env
-                .standby_sql(&db)
-                .query("SELECT id::text, checksum, store_fname FROM ir_attachment WHERE public AND type = 'binary' AND store_fname IS NOT NULL AND checksum IS NOT NULL ORDER BY id DESC LIMIT 50")
-                .await
-                .map_err(f(format!("listing public attachments of {db}")))?;
-            let pick = candidates.into_iter().find_map(|r| {
-                let id = r.first().cloned().flatten()?.parse::<i64>().ok()?;
-                let sum = r.get(1).cloned().flatten()?;
-                let name = r.get(2).cloned().flatten()?;
-                fs.join(&db).join(&name).is_file().then_some((id, sum))
-            });
+            let pick = public_attachments(&env.standby_sql(&db), &fs.join(&db), 1)
+                .await?
+                .into_iter()
+                .next();
             let seen =
                 odoo_instance::http::check_serving(&addr, port, &db, pick, Duration::from_secs(90))
                     .await
@@ -264,4 +256,31 @@ impl Step for CheckHttp {
         }
         Ok(())
     }
+}
+
+/// Up to `n` of the newest public binary attachments of a database (`db`, a connection to
+/// it) whose file is in `filestore` (that database's folder): (id, SHA-1 checksum). Public,
+/// because the HTTP checks that download them log nobody in.
+pub(crate) async fn public_attachments(
+    db: &dyn pgrepl::Sql,
+    filestore: &std::path::Path,
+    n: usize,
+) -> Result<Vec<(i64, String)>> {
+    let rows = db
+        .query("SELECT id::text, checksum, store_fname FROM ir_attachment WHERE public AND type = 'binary' AND store_fname IS NOT NULL AND checksum IS NOT NULL ORDER BY id DESC LIMIT 50")
+        .await
+        .map_err(f(format!(
+            "listing the public attachments whose files are in {}",
+            filestore.display()
+        )))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let id = r.first().cloned().flatten()?.parse::<i64>().ok()?;
+            let sum = r.get(1).cloned().flatten()?;
+            let name = r.get(2).cloned().flatten()?;
+            filestore.join(&name).is_file().then_some((id, sum))
+        })
+        .take(n)
+        .collect())
 }

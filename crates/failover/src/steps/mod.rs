@@ -15,6 +15,7 @@ mod preflight;
 mod protect;
 mod roles;
 mod split;
+mod switchover;
 
 use std::path::Path;
 
@@ -29,7 +30,9 @@ use crate::plan::{Out, RunOptions};
 pub use failback::failback;
 pub use failover::failover;
 pub use files::lost_path;
+pub(crate) use files::public_attachments;
 pub use protect::protect;
+pub use switchover::{switchover, MAX_LAG_BYTES, SWITCH_WAIT};
 
 /// One thing a step runs, as `--dry-run` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -172,6 +175,26 @@ pub(crate) fn f<E: Into<crate::error::Cause>>(
 pub(crate) fn hf(what: impl Into<String>) -> impl FnOnce(host::HostError) -> FailoverError {
     let what = what.into();
     move |e| FailoverError::failed(what, e)
+}
+
+/// The operator's yes to `question`, or `--yes`; `declined` is the refusal when they say no.
+/// Without a terminal to ask on, it refuses and names `--yes`.
+pub(crate) fn confirmed(
+    opts: &RunOptions,
+    out: &Out,
+    question: &str,
+    declined: &str,
+) -> Result<()> {
+    if opts.yes {
+        return Ok(());
+    }
+    match out.confirm(question) {
+        Some(true) => Ok(()),
+        Some(false) => Err(FailoverError::Refused(declined.into())),
+        None => Err(FailoverError::Refused(
+            "no terminal to ask for confirmation: pass --yes".into(),
+        )),
+    }
 }
 
 /// Whether the server is a primary (not in recovery).
