@@ -67,6 +67,20 @@ fn usage(pid: i32) -> (u64, u64) {
     (rss, ticks)
 }
 
+/// (PSS, private) memory in KiB of a pid (`/proc/PID/smaps_rollup`): what the process costs
+/// beside the other syncs, which share the program's pages.
+fn shared_usage(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let kb = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kb("Pss:"), kb("Private_Clean:") + kb("Private_Dirty:"))
+}
+
 /// TCP connections of `pid` to `port` (its sockets' inodes against /proc/net/tcp).
 fn connections_to(pid: i32, port: u16) -> usize {
     let mut inodes = std::collections::BTreeSet::new();
@@ -142,6 +156,7 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
     std::thread::sleep(Duration::from_secs(20));
     let mut status = Vec::new();
     let mut unanswered = 0;
+    let mut last = serde_json::Value::Null;
     for _ in 0..3 {
         let t = Instant::now();
         let out = cli(bin, &cfg, &["status", "--json"]);
@@ -151,9 +166,37 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
             .as_array()
             .map(|a| a.iter().filter(|s| s["severity"] == "unknown").count())
             .unwrap_or(n);
+        last = v;
     }
     let status_med = percentile(&mut status, 0.5);
+    // What one instance's checks took inside the last run, and one instance alone.
+    let mut each: Vec<f64> = last
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["checked_in_seconds"].as_f64())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut alone = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        cli(bin, &cfg, &["status", "vps1", "--json"]);
+        alone.push(t.elapsed().as_secs_f64());
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    // The peer: every instance's checks at once, as status did before --parallel.
+    std::thread::sleep(Duration::from_secs(20));
+    let all_at_once = n.to_string();
+    let t = Instant::now();
+    let out = cli(bin, &cfg, &["status", "--json", "--parallel", &all_at_once]);
+    let at_once = t.elapsed().as_secs_f64();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let at_once_unanswered = v
+        .as_array()
+        .map(|a| a.iter().filter(|s| s["severity"] == "unknown").count())
+        .unwrap_or(n);
+    std::thread::sleep(Duration::from_secs(20));
 
     let state = root.join("state");
     let pids: Vec<i32> = names
@@ -184,6 +227,9 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
     std::thread::sleep(Duration::from_secs_f64(window));
     let after: Vec<(u64, u64)> = pids.iter().map(|p| usage(*p)).collect();
     let rss: Vec<f64> = after.iter().map(|(r, _)| *r as f64 / 1024.0).collect();
+    let shared: Vec<(u64, u64)> = pids.iter().map(|p| shared_usage(*p)).collect();
+    let pss: Vec<f64> = shared.iter().map(|(p, _)| *p as f64 / 1024.0).collect();
+    let private: Vec<f64> = shared.iter().map(|(_, u)| *u as f64 / 1024.0).collect();
     let cpu: Vec<f64> = before
         .iter()
         .zip(&after)
@@ -233,14 +279,31 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
     }
 
     println!(
-        "odoo-standby status of {n} instances: median of 3 runs {status_med:.2} s (target < 1 s); {unanswered} of {n} not answered within --timeout 30 in the last run; load average then: {}",
+        "odoo-standby status of {n} instances, {} at a time (the default): median of 3 runs {status_med:.2} s (target < 1 s); {unanswered} of {n} not answered within --timeout 30 in the last run; load average then: {}",
+        failover::STATUS_PARALLEL,
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!(
+        "  one instance's checks inside that run: p50 {:.2} s, max {:.2} s; `status vps1` alone: median {:.2} s",
+        percentile(&mut each.clone(), 0.5),
+        percentile(&mut each, 1.0),
+        percentile(&mut alone, 0.5)
+    );
+    println!(
+        "odoo-standby status of {n} instances, all at once (--parallel {n}, as before): {at_once:.2} s; {at_once_unanswered} of {n} not answered within --timeout 30"
     );
     println!(
         "sync service RSS at idle: p50 {:.1} MB, max {:.1} MB per instance (target < 10 MB); {:.0} MB for all {n}",
         percentile(&mut rss.clone(), 0.5),
         percentile(&mut rss.clone(), 1.0),
         rss.iter().sum::<f64>()
+    );
+    println!(
+        "sync service memory at idle beside the others (they share the program's pages): PSS p50 {:.1} MB, private p50 {:.1} MB, max {:.1} MB; PSS {:.0} MB for all {n}",
+        percentile(&mut pss.clone(), 0.5),
+        percentile(&mut private.clone(), 0.5),
+        percentile(&mut private.clone(), 1.0),
+        pss.iter().sum::<f64>()
     );
     println!(
         "sync service CPU at idle over {window:.0} s: p50 {:.2} %, max {:.2} % of a core per instance (target < 0.5 %); {:.1} % for all {n}",
