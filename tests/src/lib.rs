@@ -539,6 +539,17 @@ pub fn wait<F: FnMut() -> bool>(what: &str, seconds: u64, mut ok: F) {
     }
 }
 
+/// The SHA-1 of every upload logged in `log` on the backup machine (the users' client
+/// writes lines `id sha1 size`).
+pub fn uploaded(w: &LabWorld, log: &str) -> Vec<String> {
+    w.backup()
+        .read(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+}
+
 /// SQL on machine `m`'s cluster at `port`, as postgres; the rows.
 pub fn sql_on(m: &Machine, port: u16, db: &str, sql: &str) -> Vec<String> {
     let p = port.to_string();

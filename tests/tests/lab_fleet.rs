@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use lab::odoo::{Client, DB};
-use odoo_standby_tests::{sql_on, wait, LabWorld};
+use odoo_standby_tests::{sql_on, uploaded, wait, LabWorld};
 use serde_json::Value;
 
 const ROOT: &str = "/opt/odoouser/respaldo_filestore";
@@ -26,16 +26,6 @@ fn of<'a>(all: &'a [Value], name: &str) -> &'a Value {
     all.iter()
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("status has no {name}: {all:?}"))
-}
-
-/// The SHA-1 of every upload logged in `log` (lines `id sha1 size`) on the backup machine.
-fn logged(w: &LabWorld, log: &str) -> Vec<String> {
-    w.backup()
-        .read(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        .collect()
 }
 
 fn stored(w: &LabWorld, instance: &str, sha: &str) -> bool {
@@ -95,7 +85,7 @@ fn two_vpss_on_the_same_odoo_port_fail_over_to_one_backup_and_both_serve() {
     // vps1's machine dies; it fails over while vps2 keeps replicating and syncing.
     users1.upload("/root/vps1-before.log", 4, "vps").unwrap();
     wait("vps1's uploads on the backup", 60, || {
-        logged(&w, "/root/vps1-before.log")
+        uploaded(&w, "/root/vps1-before.log")
             .iter()
             .all(|s| stored(&w, "vps1", s))
     });
@@ -110,7 +100,7 @@ fn two_vpss_on_the_same_odoo_port_fail_over_to_one_backup_and_both_serve() {
             &["--partners", "3", "--orders", "0", "--origin", "vps2"],
         )
         .unwrap();
-    let during = logged(&w, "/root/vps2-during.log");
+    let during = uploaded(&w, "/root/vps2-during.log");
     assert_eq!(during.len(), 5);
     wait("vps2's new uploads on the backup", 60, || {
         during.iter().all(|s| stored(&w, "vps2", s))

@@ -6,13 +6,14 @@
 //! - a drill proves a failover on a throwaway copy while the VPS serves and the standby keeps
 //!   replaying, changes nothing on the VPS, and names an addon missing from the backup.
 //!
-//! Needs root (the lab); about three minutes.
+//! Needs root (the lab); about four minutes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use odoo_standby_tests::{wait, LabWorld};
+use lab::odoo::{DB, VPS_DATA_DIR};
+use odoo_standby_tests::{uploaded, wait, LabWorld};
 use serde_json::Value;
 
 fn text(out: &std::process::Output) -> String {
@@ -188,6 +189,62 @@ fn switchover_there_and_back_loses_nothing_and_a_standby_behind_puts_the_vps_bac
             "clientes",
             "SELECT count(*) FROM lab_order WHERE origin = 'between'",
         ) == ["3"]
+    });
+    // The files written here flow back to the VPS while it follows (before any failback).
+    let sent = uploaded(&w, "/root/between.log");
+    assert_eq!(sent.len(), 5);
+    wait(
+        "the files written here on the VPS before failback",
+        120,
+        || {
+            sent.iter().all(|sha| {
+                let path = format!("{VPS_DATA_DIR}/filestore/{DB}/{}/{sha}", &sha[..2]);
+                w.vps()
+                    .exec(&["test", "-s", &path])
+                    .unwrap()
+                    .status
+                    .success()
+            })
+        },
+    );
+    let (_, s) = w.status();
+    assert!(
+        s["files"]["back_sent"].as_u64().unwrap() >= 5,
+        "{}",
+        s["files"]
+    );
+    // The planned work: the VPS's cluster stops (a reboot). It is not held down (it comes
+    // back as the standby it is), status says it does not follow now, and once started it
+    // catches up with what was written meanwhile.
+    w.vps()
+        .run(&["systemctl", "stop", "postgresql@15-main"])
+        .unwrap();
+    backup
+        .ok("write", &["--orders", "2", "--origin", "maintenance"])
+        .unwrap();
+    let (_, s) = w.status();
+    assert_eq!(s["problems"][0]["code"], "switched-over", "{s}");
+    assert!(
+        s["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not follow it now"),
+        "{s}"
+    );
+    assert!(!s["problems"].to_string().contains("vps-not-held"), "{s}");
+    let start_conf = w.vps().read("/etc/postgresql/15/main/start.conf").unwrap();
+    assert!(
+        start_conf.lines().any(|l| l.trim() == "auto"),
+        "{start_conf}"
+    );
+    w.vps()
+        .run(&["systemctl", "start", "postgresql@15-main"])
+        .unwrap();
+    wait("the VPS caught up after its restart", 60, || {
+        w.vps_sql(
+            "clientes",
+            "SELECT count(*) FROM lab_order WHERE origin = 'maintenance'",
+        ) == ["2"]
     });
     let between = counts(&backup);
 

@@ -209,7 +209,7 @@ impl Journal {
     /// The run completed: `current.json` becomes `last.json`.
     pub fn finish(&self) -> Result<()> {
         let from = self.state.current();
-        let to = self.state.dir().join("last.json");
+        let to = self.state.last();
         std::fs::rename(&from, &to).map_err(jerr(&from))
     }
 }

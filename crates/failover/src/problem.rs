@@ -34,7 +34,7 @@
 //! | `vps-odoo-down` | warning | the VPS's Odoo unit does not run |
 //! | `disk-low` | warning/critical | free space for WAL and files here |
 //! | `failed-over` | warning | production runs here and is not protected |
-//! | `switched-over` | warning | production runs here after a switchover; the VPS follows it |
+//! | `switched-over` | warning | production runs here after a switchover; the VPS follows it (or is stopped for its work); says how the files go back |
 //! | `drill-failed` | warning | the last drill failed |
 //! | `interrupted` | critical | an operation was interrupted |
 //! | `status-timeout` | unknown | the checks of this instance did not end in time |

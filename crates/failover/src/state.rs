@@ -32,6 +32,11 @@ impl StateDir {
         self.dir.join("current.json")
     }
 
+    /// The last operation that completed.
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.json")
+    }
+
     /// The last operation that failed before it changed anything.
     pub fn aborted(&self) -> PathBuf {
         self.dir.join("aborted.json")

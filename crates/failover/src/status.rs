@@ -78,6 +78,12 @@ pub struct FilesHealth {
     pub unrepaired: Vec<String>,
     /// Files a copy-back found damaged here, waiting for the next sync pass.
     pub damaged_waiting: Vec<String>,
+    /// While switched over: when the files written here last went back to the VPS.
+    pub back_at: Option<u64>,
+    /// Files sent back to the VPS while switched over.
+    pub back_sent: usize,
+    /// Why the last files-back pass failed (the VPS away for its planned work).
+    pub back_error: Option<String>,
     /// When the sync last checked every file's presence and size (seconds since the epoch).
     pub sizes_checked_at: Option<u64>,
     /// When the sync last ended a SHA-1 round over every file here.
@@ -168,6 +174,20 @@ pub mod limits {
     pub const SYNC_AGE: (f64, f64) = (120.0, 900.0);
     /// Percent of the disk used here: warning, critical.
     pub const DISK_USED_PERCENT: (f64, f64) = (90.0, 95.0);
+}
+
+/// While switched over: how the files written here go back to the VPS, for the message.
+fn files_back(st: &SyncState) -> String {
+    match (&st.back_error, st.back_at) {
+        (Some(e), _) => format!("; the files written here cannot go back to it now ({e}): they are tried again every {} s, and failback sends them in any case", crate::sync::FILES_BACK_EVERY.as_secs()),
+        (None, Some(at)) => format!(
+            "; the files written here go back to it every {} s (last {} ago, {} sent so far)",
+            crate::sync::FILES_BACK_EVERY.as_secs(),
+            seconds(crate::journal::now().saturating_sub(at)),
+            st.back_sent
+        ),
+        (None, None) => String::new(),
+    }
 }
 
 fn active(b: bool) -> String {
@@ -368,10 +388,19 @@ pub async fn status(env: &Env) -> InstanceStatus {
                 // After a switchover the VPS's cluster follows this one through the failback
                 // slot: production is protected, only not at home.
                 let slot = env.failback_slot();
-                if p.slots.iter().any(|s| s.name == slot && s.active) {
+                let follows = p.slots.iter().any(|s| s.name == slot && s.active);
+                if follows || crate::vps::switched_over(env) {
                     problems.push(Problem::warning(
                         "switched-over",
-                        "switched over: production runs here, the VPS's cluster follows it",
+                        format!(
+                            "switched over: production runs here, {}{}",
+                            if follows {
+                                "the VPS's cluster follows it"
+                            } else {
+                                "the VPS's cluster does not follow it now (stopped for its work?): it catches up through its slot when it starts"
+                            },
+                            files_back(&SyncState::load(env))
+                        ),
                         format!("`odoo-standby failback {name}` when the work on the VPS is done"),
                     ));
                 } else {
@@ -517,6 +546,9 @@ pub async fn status(env: &Env) -> InstanceStatus {
     files.repaired = st.repaired;
     files.sizes_checked_at = st.sizes_checked_at;
     files.hash_round_at = st.hash_round_at;
+    files.back_at = st.back_at;
+    files.back_sent = st.back_sent;
+    files.back_error = st.back_error.clone();
     if !st.damaged.is_empty() {
         problems.push(Problem::warning(
             "files-damaged-waiting",

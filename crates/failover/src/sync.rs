@@ -112,6 +112,15 @@ pub struct SyncState {
     /// Failed passes since this state was made (the metrics' `sync_errors_total`).
     #[serde(default)]
     pub errors_total: u64,
+    /// While switched over: when the files written here last went back to the VPS.
+    #[serde(default)]
+    pub back_at: Option<u64>,
+    /// Files sent back to the VPS while switched over, since this state was made.
+    #[serde(default)]
+    pub back_sent: usize,
+    /// The last files-back pass's error, if it failed (the VPS away for its planned work).
+    #[serde(default)]
+    pub back_error: Option<String>,
 }
 
 impl SyncState {
@@ -174,6 +183,8 @@ pub struct Passes {
     failing: Option<(std::time::Instant, std::time::Instant)>,
     /// When the VPS was last looked at while a failover holds the instance.
     vps_looked_at: Option<std::time::Instant>,
+    /// When the files written here last went back to the VPS (switched over).
+    back_tried_at: Option<std::time::Instant>,
 }
 
 /// Lag and slot, as the VPS reports them.
@@ -189,11 +200,95 @@ const VPS_FIGURES_EVERY: Duration = Duration::from_secs(30);
 
 const SOURCES_EVERY: u64 = 12 * 3600;
 
+/// How often, while switched over, the files written here go back to the VPS.
+pub const FILES_BACK_EVERY: Duration = Duration::from_secs(30);
+
+/// How this instance's data_dir goes back to the VPS (rsync over the instance's SSH login).
+pub(crate) fn copy_back(env: &Env) -> filesync::copyback::CopyBack {
+    filesync::copyback::CopyBack {
+        target: env.ssh.clone(),
+        local_data_dir: env.layout.data_dir(),
+        remote_data_dir: env.inst.data_dir.clone(),
+    }
+}
+
+/// The files written here go back to the VPS: the rest of data_dir, then each database's
+/// filestore, only what the VPS lacks and each file checked against its name first
+/// (`filesync::copyback`: nothing there is ever replaced). The copies found damaged here are
+/// noted for the next fetch pass ([`SyncState::note_damaged`]). Failback's copy-files-back
+/// and, while switched over, the sync service every [`FILES_BACK_EVERY`].
+pub async fn copy_files_back(env: &Env) -> Result<Vec<filesync::copyback::CopyBackReport>> {
+    let err = |e| FailoverError::failed("rsync", e);
+    let cb = copy_back(env);
+    cb.rest(env.local.as_ref()).await.map_err(err)?;
+    let mut reports = Vec::new();
+    for db in cb.databases().map_err(err)? {
+        let mut r = cb.filestore(env.local.as_ref(), &db).await.map_err(err)?;
+        r.db = db;
+        reports.push(r);
+    }
+    let damaged: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.damaged.iter().map(move |n| format!("{}/{n}", r.db)))
+        .collect();
+    SyncState::note_damaged(env, &damaged)?;
+    Ok(reports)
+}
+
+/// While switched over ([`crate::vps::switched_over`]; the syncs are paused then): every
+/// [`FILES_BACK_EVERY`], what Odoo wrote here goes back to the VPS ([`copy_files_back`]), so
+/// that the VPS has every file of production before the failback and if this server is lost
+/// meanwhile. A VPS away for its planned work fails the pass: logged once, kept in the state
+/// for status (`back_error`), tried again at the next turn.
+async fn files_back_when_due(env: &Env, passes: &mut Passes) {
+    if passes
+        .back_tried_at
+        .is_some_and(|t| t.elapsed() < FILES_BACK_EVERY)
+        || !crate::vps::switched_over(env)
+    {
+        return;
+    }
+    passes.back_tried_at = Some(std::time::Instant::now());
+    let result = copy_files_back(env).await;
+    let mut state = SyncState::load(env);
+    match result {
+        Ok(reports) => {
+            let sent: usize = reports.iter().map(|r| r.sent.len()).sum();
+            if sent > 0 {
+                tracing::info!(
+                    "{}: switched over: {sent} file(s) written here sent back to the VPS",
+                    env.name()
+                );
+            }
+            if state.back_error.take().is_some() {
+                tracing::info!("{}: the files go back to the VPS again", env.name());
+            }
+            state.back_at = Some(crate::journal::now());
+            state.back_sent += sent;
+        }
+        Err(e) => {
+            let e = chain(&e);
+            if state.back_error.is_none() {
+                tracing::warn!(
+                    "{}: switched over: the files written here cannot go back to the VPS now (tried again every {} s): {e}",
+                    env.name(),
+                    FILES_BACK_EVERY.as_secs()
+                );
+            }
+            state.back_error = Some(e);
+        }
+    }
+    if let Err(e) = state.save(env) {
+        tracing::warn!("{}: {}", env.name(), chain(&e));
+    }
+}
+
 /// One pass: every database's filestore, the sources when due. `Ok(None)` when paused,
 /// else the number of files fetched.
 pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> {
     let clock = std::time::Instant::now();
     if env.state.paused().exists() {
+        files_back_when_due(env, passes).await;
         let state = SyncState::load(env);
         write_metrics(env, passes, &state, false, clock.elapsed()).await;
         watch_failed_over_vps(env, passes).await;

@@ -196,6 +196,22 @@ pub async fn release_vps(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// Whether production is here after a planned switchover: the last operation that completed
+/// on the instance was a `switchover`, and none runs now (a failback in progress has its
+/// `current.json`; a switchover that put the VPS back was set aside as `aborted.json`, never
+/// completed). The VPS's cluster follows this one then: stopped for the planned work it comes
+/// back as a standby by itself, and the files written here go back to it
+/// ([`crate::sync`]'s files-back pass).
+pub fn switched_over(env: &Env) -> bool {
+    if env.state.current().exists() {
+        return false;
+    }
+    std::fs::read_to_string(env.state.last())
+        .ok()
+        .and_then(|t| serde_json::from_str::<crate::journal::Current>(&t).ok())
+        .is_some_and(|c| c.operation == "switchover")
+}
+
 /// After a failover: when the VPS can be reached and its cluster is a primary again, or is
 /// stopped without being held down (it would start as a primary at boot), hold it down now.
 /// `Some(problem)` says what was found (status lists it first). Nothing is done while an
@@ -220,6 +236,16 @@ pub async fn guard_after_failover(env: &Env) -> Option<crate::problem::Problem> 
             if pgrepl::fence::is_held_down(env.vps_cluster.as_ref())
                 .await
                 .unwrap_or(false)
+            {
+                return None;
+            }
+            // After a switchover the VPS is stopped for its planned work (a reboot, a disk
+            // move): with its standby.signal it starts again as a standby that follows this
+            // server, which is what the switchover made it. Nothing to hold down.
+            if switched_over(env)
+                && pgrepl::read_data_file(env.vps_cluster.as_ref(), "standby.signal")
+                    .await
+                    .is_ok_and(|f| f.is_some())
             {
                 return None;
             }

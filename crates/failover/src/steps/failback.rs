@@ -202,14 +202,6 @@ impl Step for PrepareBackupPrimary {
 /// reported and kept back (`filesync::copyback`).
 pub struct CopyFilesBack;
 
-fn copy_back(env: &Env) -> filesync::copyback::CopyBack {
-    filesync::copyback::CopyBack {
-        target: env.ssh.clone(),
-        local_data_dir: env.layout.data_dir(),
-        remote_data_dir: env.inst.data_dir.clone(),
-    }
-}
-
 fn rsync_err(e: filesync::SyncError) -> FailoverError {
     FailoverError::failed("rsync", e)
 }
@@ -223,7 +215,7 @@ impl Step for CopyFilesBack {
         "copy the files this server got back to the VPS (only what it lacks, each checked)"
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
-        let cb = copy_back(env);
+        let cb = crate::sync::copy_back(env);
         let mut specs = vec![cb.rest_command()];
         for db in env.planned_databases() {
             specs.push(cb.list_command(&db));
@@ -251,14 +243,8 @@ impl Step for CopyFilesBack {
         Ok(false)
     }
     async fn apply(&self, env: &Env, _opts: &RunOptions, out: &Out) -> Result<()> {
-        let cb = copy_back(env);
-        cb.rest(env.local.as_ref()).await.map_err(rsync_err)?;
-        let mut damaged = Vec::new();
-        for db in cb.databases().map_err(rsync_err)? {
-            let r = cb
-                .filestore(env.local.as_ref(), &db)
-                .await
-                .map_err(rsync_err)?;
+        for r in crate::sync::copy_files_back(env).await? {
+            let db = &r.db;
             out.line(&format!(
                 "    {db}: {} file(s) sent ({} KiB), {} other path(s); the VPS's own files left as they are",
                 r.sent.len(),
@@ -274,9 +260,8 @@ impl Step for CopyFilesBack {
                     out.line(&format!("      damaged {db}/{n}"));
                 }
             }
-            damaged.extend(r.damaged.into_iter().map(|n| format!("{db}/{n}")));
         }
-        crate::sync::SyncState::note_damaged(env, &damaged)
+        Ok(())
     }
 }
 

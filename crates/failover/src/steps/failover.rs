@@ -394,7 +394,7 @@ impl Step for WatchVps {
         "watch-vps"
     }
     fn title(&self) -> &'static str {
-        "start the sync service paused: it copies nothing, and holds the VPS down if it comes back as a primary"
+        "start the sync service paused: it fetches nothing, holds the VPS down if it comes back as a primary, and after a switchover sends the files written here back to the VPS"
     }
     fn runs(&self, env: &Env) -> Vec<Run> {
         Run::cmds(

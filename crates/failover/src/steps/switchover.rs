@@ -11,8 +11,12 @@
 //!   switch must never leave production down. Nothing is left to resume.
 //! - The standby gets [`SWITCH_WAIT`] to replay the shutdown checkpoint. A standby that is
 //!   further behind than that (replay paused, a slow disk) is not waited for.
-//! - Files written here after the switch go back to the VPS at failback's copy-files-back
-//!   (as after a failover); they do not flow back continuously.
+//! - Files written here after the switch flow back to the VPS while it follows this server:
+//!   the sync service (paused for fetching) sends them every `sync::FILES_BACK_EVERY` (only
+//!   names the VPS lacks, each checked, nothing there replaced), and failback's
+//!   copy-files-back sends whatever is left. A VPS stopped for its work is left as it is: its
+//!   standby.signal makes it start as a standby that follows this server
+//!   (`vps::guard_after_failover` does not hold it down).
 
 use std::time::{Duration, Instant};
 
