@@ -105,6 +105,48 @@ fn connections_to(pid: i32, port: u16) -> usize {
         .count()
 }
 
+/// Three runs of one form of `status --json` of all instances.
+struct Statuses {
+    median: f64,
+    unanswered: usize,
+    from_looks: usize,
+    oldest_look: u64,
+    each_p50: f64,
+}
+
+fn statuses(bin: &Path, cfg: &Path, n: usize, extra: &[&str]) -> Statuses {
+    let mut took = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..3 {
+        let mut args = vec!["status", "--json"];
+        args.extend_from_slice(extra);
+        let t = Instant::now();
+        let out = cli(bin, cfg, &args);
+        took.push(t.elapsed().as_secs_f64());
+        last = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    }
+    let all = last.as_array().cloned().unwrap_or_default();
+    let ages: Vec<u64> = all
+        .iter()
+        .filter_map(|s| s["vps_seen_age_seconds"].as_u64())
+        .collect();
+    let mut each: Vec<f64> = all
+        .iter()
+        .filter_map(|s| s["checked_in_seconds"].as_f64())
+        .collect();
+    Statuses {
+        median: percentile(&mut took, 0.5),
+        unanswered: if all.is_empty() {
+            n
+        } else {
+            all.iter().filter(|s| s["severity"] == "unknown").count()
+        },
+        from_looks: ages.len(),
+        oldest_look: ages.iter().copied().max().unwrap_or(0),
+        each_p50: percentile(&mut each, 0.5),
+    }
+}
+
 fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
     let cfg = w.config.clone();
     // Fifty standbys stream from the one VPS: it needs that many WAL senders and slots
@@ -154,48 +196,29 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
 
     // Idle: let the first passes (sources, requirements, first index) settle.
     std::thread::sleep(Duration::from_secs(20));
-    let mut status = Vec::new();
-    let mut unanswered = 0;
-    let mut last = serde_json::Value::Null;
-    for _ in 0..3 {
-        let t = Instant::now();
-        let out = cli(bin, &cfg, &["status", "--json"]);
-        status.push(t.elapsed().as_secs_f64());
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        unanswered = v
-            .as_array()
-            .map(|a| a.iter().filter(|s| s["severity"] == "unknown").count())
-            .unwrap_or(n);
-        last = v;
-    }
-    let status_med = percentile(&mut status, 0.5);
-    // What one instance's checks took inside the last run, and one instance alone.
-    let mut each: Vec<f64> = last
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["checked_in_seconds"].as_f64())
-                .collect()
-        })
-        .unwrap_or_default();
+    // The default: this server's side read now, the VPSs' side from each sync's last look.
+    let seen = statuses(bin, &cfg, n, &[]);
+    // Every VPS asked now, as status did before the syncs' looks were used.
+    std::thread::sleep(Duration::from_secs(10));
+    let live = statuses(bin, &cfg, n, &["--live"]);
     let mut alone = Vec::new();
+    let mut alone_seen = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
         cli(bin, &cfg, &["status", "vps1", "--json"]);
         alone.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        cli(
+            bin,
+            &cfg,
+            &["status", "--json", "--parallel", "1", "--timeout", "30"],
+        );
+        alone_seen.push(t.elapsed().as_secs_f64() / n as f64);
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    // The peer: every instance's checks at once, as status did before --parallel.
+    // The peer: every instance's checks at once, every VPS asked, as status first did.
     std::thread::sleep(Duration::from_secs(20));
-    let all_at_once = n.to_string();
-    let t = Instant::now();
-    let out = cli(bin, &cfg, &["status", "--json", "--parallel", &all_at_once]);
-    let at_once = t.elapsed().as_secs_f64();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let at_once_unanswered = v
-        .as_array()
-        .map(|a| a.iter().filter(|s| s["severity"] == "unknown").count())
-        .unwrap_or(n);
+    let at_once = statuses(bin, &cfg, n, &["--live", "--parallel", &n.to_string()]);
     std::thread::sleep(Duration::from_secs(20));
 
     let state = root.join("state");
@@ -279,18 +302,27 @@ fn run(n: usize, bin: &Path, w: &sandbox::World, root: &Path) {
     }
 
     println!(
-        "odoo-standby status of {n} instances, {} at a time (the default): median of 3 runs {status_med:.2} s (target < 1 s); {unanswered} of {n} not answered within --timeout 30 in the last run; load average then: {}",
+        "odoo-standby status of {n} instances, {} at a time (the default: VPSs as their syncs saw them): median of 3 runs {:.2} s (target < 1 s); {} of {n} not answered within --timeout 30, {} from the syncs' looks (oldest {} s); one instance's checks p50 {:.3} s",
         failover::STATUS_PARALLEL,
+        seen.median,
+        seen.unanswered,
+        seen.from_looks,
+        seen.oldest_look,
+        seen.each_p50
+    );
+    println!(
+        "odoo-standby status --live of {n} instances (every VPS asked now): median of 3 runs {:.2} s; {} of {n} not answered; one instance's checks p50 {:.3} s",
+        live.median, live.unanswered, live.each_p50
+    );
+    println!(
+        "  `status vps1` alone (asks its VPS): median {:.2} s; one instance of a `status --parallel 1` of all: {:.3} s; load average: {}",
+        percentile(&mut alone, 0.5),
+        percentile(&mut alone_seen, 0.5),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     println!(
-        "  one instance's checks inside that run: p50 {:.2} s, max {:.2} s; `status vps1` alone: median {:.2} s",
-        percentile(&mut each.clone(), 0.5),
-        percentile(&mut each, 1.0),
-        percentile(&mut alone, 0.5)
-    );
-    println!(
-        "odoo-standby status of {n} instances, all at once (--parallel {n}, as before): {at_once:.2} s; {at_once_unanswered} of {n} not answered within --timeout 30"
+        "odoo-standby status --live of {n} instances, all at once (--parallel {n}, as status first did): {:.2} s; {} of {n} not answered within --timeout 30",
+        at_once.median, at_once.unanswered
     );
     println!(
         "sync service RSS at idle: p50 {:.1} MB, max {:.1} MB per instance (target < 10 MB); {:.0} MB for all {n}",

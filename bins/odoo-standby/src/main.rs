@@ -157,6 +157,12 @@ enum Command {
         /// How many instances are checked at once (each runs psql and ssh processes).
         #[arg(long, default_value_t = failover::STATUS_PARALLEL)]
         parallel: usize,
+        /// Ask every VPS now. Without it, and without NAME, the VPSs' side is what each sync
+        /// service saw at its last look (every 30 s) when that is under a minute old: fifty
+        /// instances answer in a second instead of minutes. This server's side is always
+        /// read now; `status NAME` always asks its VPS.
+        #[arg(long)]
+        live: bool,
     },
     /// What happened, oldest first: each step of each operation (the journal) and the events
     /// (operations started, failed, ended; problems status found and saw cleared; the
@@ -274,6 +280,7 @@ fn main() -> ExitCode {
             nagios,
             timeout,
             parallel,
+            live,
         } => {
             let format = if nagios {
                 ops::StatusFormat::Nagios
@@ -284,7 +291,7 @@ fn main() -> ExitCode {
             };
             block_on(async move {
                 let limit = std::time::Duration::from_secs(timeout.max(1));
-                let r = ops::status(&config, name.as_deref(), format, limit, parallel).await;
+                let r = ops::status(&config, name.as_deref(), format, limit, parallel, live).await;
                 nagios_unknown(nagios, "ODOO-STANDBY", r)
             })
         }

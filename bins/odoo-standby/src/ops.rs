@@ -239,6 +239,7 @@ pub async fn status(
     format: StatusFormat,
     limit: Duration,
     parallel: usize,
+    live: bool,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let cfg = Config::load(config)?;
     let names = selected(&cfg, name)?;
@@ -246,7 +247,9 @@ pub async fn status(
     for n in &names {
         envs.push(Env::new(&cfg, config, n)?);
     }
-    let all = failover::status_all(envs, limit, parallel).await;
+    // One instance named: the operator is looking at it, ask its VPS now.
+    let use_seen = !live && name.is_none();
+    let all = failover::status_all(envs, limit, parallel, use_seen).await;
     let out = match format {
         StatusFormat::Json => format!("{}\n", serde_json::to_string_pretty(&all)?),
         StatusFormat::Text => crate::show::table(&all, crate::show::colour()),

@@ -124,6 +124,12 @@ pub fn table(all: &[InstanceStatus], colour: bool) -> String {
         );
     }
     out.push_str("(ODOO: here/on the VPS)\n");
+    if let Some(oldest) = all.iter().filter_map(|s| s.vps_seen_age_seconds).max() {
+        let _ = writeln!(
+            out,
+            "(the VPSs' side as their sync services saw it, at most {oldest} s ago; `--live` asks them now)"
+        );
+    }
     for s in all {
         for p in &s.problems {
             let _ = writeln!(

@@ -352,12 +352,21 @@ impl Env {
         if !self.inst.databases.is_empty() {
             return Ok(self.inst.databases.clone());
         }
-        let cluster = if self.standby.is_running().await.unwrap_or(false) {
-            self.standby.clone()
-        } else {
-            self.vps_cluster.clone()
-        };
-        filesync::watch::odoo_databases(&crate::sync::ClusterDbs(cluster))
+        if self.standby.is_running().await.unwrap_or(false) {
+            return self.databases_here().await;
+        }
+        filesync::watch::odoo_databases(&crate::sync::ClusterDbs(self.vps_cluster.clone()))
+            .await
+            .map_err(|e| FailoverError::failed("listing the Odoo databases", e))
+    }
+
+    /// [`Env::databases`] when the cluster here is known to run (status has just asked): the
+    /// configured ones, or the standby's Odoo databases, without asking again.
+    pub async fn databases_here(&self) -> Result<Vec<String>> {
+        if !self.inst.databases.is_empty() {
+            return Ok(self.inst.databases.clone());
+        }
+        filesync::watch::odoo_databases(&crate::sync::ClusterDbs(self.standby.clone()))
             .await
             .map_err(|e| FailoverError::failed("listing the Odoo databases", e))
     }

@@ -10,7 +10,8 @@
 //! - [`Env`]: everything an instance's operations reach, the machines injected ([`Hosts`]).
 //! - [`Supervisor`]: services (Odoo, the syncs) through systemd on real servers and plain
 //!   supervised processes in the sandbox; clusters through `pgrepl::Cluster`.
-//! - [`status()`], [`sync_pass`] / [`watch`]: health of an instance, and the file syncs.
+//! - [`status()`], [`sync_pass`] / [`watch`]: health of an instance, and the file syncs;
+//!   [`seen`]: the sync's last look at the VPS, which `status` of all instances reads.
 //! - [`vps_sudoers`]: the drop-in a VPS login user needs, from the commands run as root.
 //! - [`units`]: the package's templates (`odoo-standby-sync@`, `odoo-standby-refresh@` and its
 //!   timer) and the per-instance drop-ins protect writes; [`refresh`]: sources and `pip freeze`.
@@ -41,6 +42,7 @@ pub mod metrics;
 mod plan;
 pub mod problem;
 mod runner;
+pub mod seen;
 mod services;
 pub mod settings;
 mod sides;
@@ -67,8 +69,8 @@ pub use services::{Service, Supervised, Supervisor, Systemd};
 pub use sides::{check_fits, here_role, HereRole, Sides};
 pub use state::StateDir;
 pub use status::{
-    audit_files, limits, missing_files, status, status_all, DbHealth, DiskHealth, FilesHealth,
-    InstanceStatus, LastDrill, STATUS_PARALLEL,
+    audit_files, limits, missing_files, status, status_all, status_with, DbHealth, DiskHealth,
+    FilesHealth, InstanceStatus, LastDrill, STATUS_PARALLEL,
 };
 pub use steps::{lost_path, Run, Step};
 pub use sudoers::{vps_root_commands, vps_sudoers};

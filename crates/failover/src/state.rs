@@ -53,6 +53,11 @@ impl StateDir {
         self.dir.join("sync")
     }
 
+    /// What the sync service last saw of the VPS (for `status` of all instances).
+    pub fn vps_seen(&self) -> PathBuf {
+        self.sync_dir().join("vps.json")
+    }
+
     /// What the last sync passes did (for `status`).
     pub fn sync_state(&self) -> PathBuf {
         self.sync_dir().join("sync.json")

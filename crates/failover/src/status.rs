@@ -14,14 +14,19 @@ use serde::Serialize;
 use crate::env::Env;
 use crate::error::{chain, FailoverError, Result};
 use crate::problem::{bytes, seconds, Problem, Severity};
+use crate::seen::VpsAnswer;
 use crate::sync::SyncState;
 
 /// The filestore here against the database, per database: referenced files missing, and
 /// files with another size than their row says (stat only, no hashing).
 pub async fn audit_files(env: &Env) -> Result<Vec<filesync::audit::AuditReport>> {
+    audit(env, env.databases().await?).await
+}
+
+async fn audit(env: &Env, dbs: Vec<String>) -> Result<Vec<filesync::audit::AuditReport>> {
     let mut v = Vec::new();
     let fs = env.layout.data_dir().join("filestore");
-    for db in env.databases().await? {
+    for db in dbs {
         v.push(
             filesync::audit::audit(&env.standby_sql(&db), &db, &fs, false)
                 .await
@@ -136,6 +141,10 @@ pub struct InstanceStatus {
     pub interrupted: Option<String>,
     /// The last `odoo-standby drill`, when there was one.
     pub last_drill: Option<LastDrill>,
+    /// `null` when the VPS was asked now; else the age in seconds of the sync service's last
+    /// look at it, which `status` of all instances uses when it is under a minute old
+    /// (`status NAME` and `--live` always ask).
+    pub vps_seen_age_seconds: Option<u64>,
     /// How long the checks took, in seconds.
     pub checked_in_seconds: f64,
 }
@@ -195,7 +204,7 @@ fn active(b: bool) -> String {
 }
 
 /// Whether an error (or one of its causes) is a changed SSH host key.
-fn host_key_changed(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn host_key_changed(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if matches!(
@@ -220,7 +229,12 @@ pub const STATUS_PARALLEL: usize = 8;
 /// `status-timeout` problem (severity unknown) and the others are not held up by it beyond
 /// its place in the queue. What appeared or cleared since the last status is recorded as
 /// events (`events::note_problems`).
-pub async fn status_all(envs: Vec<Env>, limit: Duration, parallel: usize) -> Vec<InstanceStatus> {
+pub async fn status_all(
+    envs: Vec<Env>,
+    limit: Duration,
+    parallel: usize,
+    use_seen: bool,
+) -> Vec<InstanceStatus> {
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let tasks: Vec<_> = envs
         .into_iter()
@@ -229,7 +243,9 @@ pub async fn status_all(envs: Vec<Env>, limit: Duration, parallel: usize) -> Vec
             let gate = gate.clone();
             let task = tokio::spawn(async move {
                 let _turn = gate.acquire_owned().await;
-                let s = tokio::time::timeout(limit, status(&env)).await.ok();
+                let s = tokio::time::timeout(limit, status_with(&env, use_seen))
+                    .await
+                    .ok();
                 (env, s)
             });
             (name, task)
@@ -293,6 +309,7 @@ fn unknown(name: &str, limit: Duration, p: Problem) -> InstanceStatus {
         syncs: "unknown".into(),
         interrupted: None,
         last_drill: None,
+        vps_seen_age_seconds: None,
         checked_in_seconds: limit.as_secs_f64(),
     }
 }
@@ -348,8 +365,15 @@ pub(crate) async fn disk(env: &Env, paths: &[std::path::PathBuf]) -> Option<Disk
         .min_by_key(|d| d.free_bytes)
 }
 
-/// The status of the instance of `env`. Never fails: what cannot be read is a problem.
+/// The status of the instance of `env`, everything asked now. Never fails: what cannot be
+/// read is a problem.
 pub async fn status(env: &Env) -> InstanceStatus {
+    status_with(env, false).await
+}
+
+/// [`status`]; with `use_seen`, the VPS's side is the sync service's last look when it is
+/// fresh ([`crate::seen`]; `vps_seen_age_seconds` says how old), else asked now.
+pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
     let clock = Instant::now();
     let name = env.name().to_owned();
     let mut problems = Vec::new();
@@ -426,21 +450,27 @@ pub async fn status(env: &Env) -> InstanceStatus {
         }
     };
     // A stopped standby still has its slot on the VPS, holding WAL: read it too.
+    let mut vps_seen_age_seconds = None;
     if role == "standby" || role == "down" {
-        // The limit is psql's own: the SSH connection is freed when it runs out.
-        let vps = env
-            .vps_psql("postgres")
-            .with_timeout(Duration::from_secs(15));
-        let repl = tokio::time::timeout(Duration::from_secs(20), pgrepl::status(&vps));
-        let vps_odoo = env.vps_odoo_service();
-        let unit = tokio::time::timeout(Duration::from_secs(20), env.there.is_active(&vps_odoo));
-        let (repl, unit) = tokio::join!(repl, unit);
-        match repl {
-            Ok(Ok(pgrepl::Status::Primary(p))) => {
+        // The sync's last look serves only a standby: it looks only while this is one.
+        let seen = match (use_seen && role == "standby")
+            .then(|| crate::seen::fresh(env))
+            .flatten()
+        {
+            Some(seen) => {
+                vps_seen_age_seconds = Some(crate::journal::now().saturating_sub(seen.at));
+                seen
+            }
+            None => crate::seen::ask(env).await,
+        };
+        match seen.answer {
+            VpsAnswer::Status {
+                status: pgrepl::Status::Primary(p),
+            } => {
                 vps_role = Some("primary".to_owned());
                 replication(env, &p, role == "standby", &mut db, &mut problems);
             }
-            Ok(Ok(_)) => {
+            VpsAnswer::Status { .. } => {
                 vps_role = Some("standby".to_owned());
                 problems.push(Problem::critical(
                     "vps-not-primary",
@@ -448,27 +478,27 @@ pub async fn status(env: &Env) -> InstanceStatus {
                     format!("look at the VPS's cluster; after a failback that stopped early, `odoo-standby resume {name}`"),
                 ));
             }
-            Ok(Err(e)) if host_key_changed(&e) => problems.push(Problem::critical(
+            VpsAnswer::HostKeyChanged { error } => problems.push(Problem::critical(
                 "vps-host-key-changed",
-                format!("the VPS's SSH host key changed: {}", chain(&e)),
+                format!("the VPS's SSH host key changed: {error}"),
                 "verify the new key out of band (ssh-keygen -lf on the VPS) and replace its line in known_hosts",
             )),
-            Ok(Err(e)) => problems.push(Problem::critical(
+            VpsAnswer::Failed { error } => problems.push(Problem::critical(
                 "vps-unreachable",
-                format!("cannot read the VPS's replication status: {}", chain(&e)),
+                format!("cannot read the VPS's replication status: {error}"),
                 format!("check SSH and PostgreSQL on the VPS ({}:{}); `odoo-standby check --online` names the failing part", env.vps_pg.0, env.vps_pg.1),
             )),
-            Err(_) => problems.push(Problem::critical(
+            VpsAnswer::TimedOut { seconds } => problems.push(Problem::critical(
                 "vps-unreachable",
                 format!(
-                    "the VPS's PostgreSQL at {}:{} did not answer within 20 s",
+                    "the VPS's PostgreSQL at {}:{} did not answer within {seconds} s",
                     env.vps_pg.0, env.vps_pg.1
                 ),
                 "check that the VPS is up and reachable from here",
             )),
         }
         if vps_role.is_some() {
-            if let Ok(Ok(up)) = unit {
+            if let Some(up) = seen.odoo_active {
                 vps_odoo_unit = Some(active(up));
                 if !up {
                     problems.push(Problem::warning(
@@ -488,7 +518,11 @@ pub async fn status(env: &Env) -> InstanceStatus {
     }
     let mut files = FilesHealth::default();
     if running {
-        match audit_files(env).await {
+        let audited = match env.databases_here().await {
+            Ok(dbs) => audit(env, dbs).await,
+            Err(e) => Err(e),
+        };
+        match audited {
             Ok(v) => {
                 files.missing = v.iter().map(|r| r.missing.len()).sum();
                 files.wrong_size = v.iter().map(|r| r.truncated.len()).sum();
@@ -717,6 +751,7 @@ pub async fn status(env: &Env) -> InstanceStatus {
         syncs: active(syncs),
         interrupted,
         last_drill,
+        vps_seen_age_seconds,
         checked_in_seconds: clock.elapsed().as_secs_f64(),
     }
 }

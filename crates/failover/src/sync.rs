@@ -179,6 +179,8 @@ pub struct Passes {
     vps_seen: Option<(std::time::Instant, VpsFigures)>,
     /// A metrics file that could not be written was logged once.
     metrics_warned: bool,
+    /// A look at the VPS that could not be kept was logged once.
+    seen_warned: bool,
     /// Passes fail since then; the last `sync-failing` event was sent then.
     failing: Option<(std::time::Instant, std::time::Instant)>,
     /// When the VPS was last looked at while a failover holds the instance.
@@ -194,9 +196,6 @@ struct VpsFigures {
     lag_seconds: Option<f64>,
     slot_retained_bytes: Option<i64>,
 }
-
-/// How often the metrics read the VPS's replication figures.
-const VPS_FIGURES_EVERY: Duration = Duration::from_secs(30);
 
 const SOURCES_EVERY: u64 = 12 * 3600;
 
@@ -290,7 +289,8 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
     if env.state.paused().exists() {
         files_back_when_due(env, passes).await;
         let state = SyncState::load(env);
-        write_metrics(env, passes, &state, false, clock.elapsed()).await;
+        let role = role_here(env).await;
+        write_metrics(env, passes, role, &state, false, clock.elapsed()).await;
         watch_failed_over_vps(env, passes).await;
         return Ok(None);
     }
@@ -308,7 +308,9 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
         }
     }
     // The metrics first: a pass that status sees is in them.
-    write_metrics(env, passes, &state, result.is_ok(), clock.elapsed()).await;
+    let role = role_here(env).await;
+    look_at_vps(env, passes, role).await;
+    write_metrics(env, passes, role, &state, result.is_ok(), clock.elapsed()).await;
     state.save(env)?;
     sync_events(env, passes, &state).await;
     result.map(Some)
@@ -407,11 +409,54 @@ async fn watch_failed_over_vps(env: &Env, passes: &mut Passes) {
     }
 }
 
+/// While this is a standby: every [`crate::seen::LOOK_EVERY`], the VPS's replication and
+/// Odoo unit, kept for `status` ([`crate::seen`]) and the metrics. A look that cannot be kept
+/// is logged once.
+async fn look_at_vps(env: &Env, passes: &mut Passes, role: &str) {
+    let due = passes
+        .vps_seen
+        .as_ref()
+        .is_none_or(|(at, _)| at.elapsed() >= crate::seen::LOOK_EVERY);
+    if role != "standby" || !due {
+        return;
+    }
+    let seen = crate::seen::ask(env).await;
+    let mut f = VpsFigures::default();
+    if let crate::seen::VpsAnswer::Status {
+        status: pgrepl::Status::Primary(p),
+    } = &seen.answer
+    {
+        if let Some(r) = p.replicas.iter().find(|r| r.application_name == env.name()) {
+            f.lag_bytes = r.lag_bytes;
+            f.lag_seconds = r.lag_seconds;
+        }
+        f.slot_retained_bytes = p
+            .slots
+            .iter()
+            .find(|s| s.name == env.name())
+            .and_then(|s| s.retained_bytes);
+    }
+    passes.vps_seen = Some((std::time::Instant::now(), f));
+    match crate::seen::save(env, &seen) {
+        Ok(()) => passes.seen_warned = false,
+        Err(e) if !passes.seen_warned => {
+            passes.seen_warned = true;
+            tracing::warn!(
+                "{}: cannot keep what the VPS answered in {}: {e} (status asks the VPS itself meanwhile)",
+                env.name(),
+                env.state.vps_seen().display()
+            );
+        }
+        Err(_) => {}
+    }
+}
+
 /// Rewrites the instance's metrics file, when a metrics folder is configured and exists.
 /// Never fails the pass: a file that cannot be written is logged once.
 async fn write_metrics(
     env: &Env,
     passes: &mut Passes,
+    role: &str,
     state: &SyncState,
     up: bool,
     took: Duration,
@@ -419,30 +464,6 @@ async fn write_metrics(
     let Some(dir) = env.cfg.backup.metrics_dir.as_ref().filter(|d| d.is_dir()) else {
         return;
     };
-    let limit = Duration::from_secs(10);
-    let role = role_here(env).await;
-    let due = passes
-        .vps_seen
-        .as_ref()
-        .is_none_or(|(at, _)| at.elapsed() >= VPS_FIGURES_EVERY);
-    if role == "standby" && due {
-        let vps = env.vps_psql("postgres").with_timeout(limit);
-        let mut f = VpsFigures::default();
-        if let Ok(Ok(pgrepl::Status::Primary(p))) =
-            tokio::time::timeout(limit + Duration::from_secs(5), pgrepl::status(&vps)).await
-        {
-            if let Some(r) = p.replicas.iter().find(|r| r.application_name == env.name()) {
-                f.lag_bytes = r.lag_bytes;
-                f.lag_seconds = r.lag_seconds;
-            }
-            f.slot_retained_bytes = p
-                .slots
-                .iter()
-                .find(|s| s.name == env.name())
-                .and_then(|s| s.retained_bytes);
-        }
-        passes.vps_seen = Some((std::time::Instant::now(), f));
-    }
     let f = match role {
         "standby" => passes.vps_seen.map(|(_, f)| f).unwrap_or_default(),
         _ => VpsFigures::default(),

@@ -38,6 +38,14 @@ impl Serialize for Lsn {
     }
 }
 
+/// Read back as it is written (`0/3000060`): statuses kept in files are read again.
+impl<'de> serde::Deserialize<'de> for Lsn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One entry of a timeline history file: timeline `parent` ended at `switchpoint`, where
 /// the next timeline forked off.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -1,14 +1,14 @@
 //! Replication status as typed, serializable values (runbook 2.5 and 5.4: what
 //! `pg_stat_replication`, `pg_replication_slots` and `pg_stat_wal_receiver` say).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::lsn::Lsn;
 use crate::sql::{Row, Sql};
 
 /// One standby connected to a primary.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Replica {
     /// `application_name` (our standbys use their slot name).
     pub application_name: String,
@@ -33,7 +33,7 @@ pub struct Replica {
 }
 
 /// One replication slot.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Slot {
     /// Slot name.
     pub name: String,
@@ -52,7 +52,7 @@ pub struct Slot {
 }
 
 /// A standby's view: its WAL receiver and how far it is.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StandbyStatus {
     /// `streaming`, `starting`, ... or `None` when no receiver runs.
     pub receiver_status: Option<String>,
@@ -71,7 +71,7 @@ pub struct StandbyStatus {
 }
 
 /// A primary's view: its standbys and slots.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PrimaryStatus {
     /// Current WAL write position.
     pub current_lsn: Option<Lsn>,
@@ -84,7 +84,7 @@ pub struct PrimaryStatus {
 }
 
 /// What a server is and how its replication looks.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum Status {
     /// Accepts writes.

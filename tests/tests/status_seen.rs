@@ -1,0 +1,118 @@
+//! `status` of all instances takes the VPS's side from the sync service's last look (kept in
+//! `<state>/NAME/sync/vps.json` every 30 s) when it is under a minute old; `status NAME` and
+//! `status --live` ask the VPS now; a look too old is not used; a VPS that stops answering is
+//! reported from the sync's next look. On the one-machine sandbox, about a minute.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use odoo_standby_tests::binary;
+
+fn status(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(binary())
+        .arg("-c")
+        .arg(config)
+        .arg("status")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    v[0].clone()
+}
+
+fn codes(s: &serde_json::Value) -> Vec<String> {
+    s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn wait_for(what: &str, seconds: u64, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(seconds),
+            "{what}: not within {seconds} s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn status_of_all_uses_the_syncs_look_at_the_vps_and_status_name_asks_now() {
+    let mut sb = sandbox::Sandbox::new().unwrap();
+    let w = sandbox::vps_world(&mut sb, 20).unwrap();
+    let cfg = failover::Config::load(&w.config).unwrap();
+    let look: PathBuf = cfg.backup.state_dir.join("vps1/sync/vps.json");
+    let out = Command::new(binary())
+        .arg("-c")
+        .arg(&w.config)
+        .args(["protect", "vps1", "--restart-vps"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the sync's first look at the VPS", 60, || look.exists());
+
+    // All instances: the VPS's side from the look, its age said.
+    let all = status(&w.config, &[]);
+    let age = all["vps_seen_age_seconds"].as_u64();
+    assert!(age.is_some_and(|a| a <= 60), "{all}");
+    assert_eq!(all["vps_role"], "primary", "{all}");
+    assert_eq!(all["db"]["slot_active"], true, "{all}");
+    // One instance named, or --live: asked now.
+    for args in [&["vps1"][..], &["--live"][..]] {
+        let s = status(&w.config, args);
+        assert!(s["vps_seen_age_seconds"].is_null(), "{args:?}: {s}");
+        assert_eq!(s["vps_role"], "primary", "{s}");
+    }
+
+    // A look older than a minute is not used. (The sync may rewrite the file between the
+    // edit and status: then the edit is made again.)
+    let mut asked_now = false;
+    for _ in 0..5 {
+        let text = std::fs::read_to_string(&look).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let old = now() - 120;
+        v["at"] = old.into();
+        std::fs::write(&look, v.to_string()).unwrap();
+        let s = status(&w.config, &[]);
+        let still: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&look).unwrap()).unwrap();
+        if still["at"] == old {
+            assert!(s["vps_seen_age_seconds"].is_null(), "{s}");
+            assert_eq!(s["vps_role"], "primary", "{s}");
+            asked_now = true;
+            break;
+        }
+    }
+    assert!(asked_now, "the sync rewrote its look during every try");
+
+    // The VPS's PostgreSQL stops: `status vps1` says so at once; status of all says so from
+    // the sync's next look (within its 30 s, and the pass that makes it).
+    w.vps.stop().unwrap();
+    let s = status(&w.config, &["vps1"]);
+    assert!(codes(&s).contains(&"vps-unreachable".to_owned()), "{s}");
+    wait_for("the sync's look reporting the VPS unreachable", 90, || {
+        let s = status(&w.config, &[]);
+        s["vps_seen_age_seconds"].is_u64() && codes(&s).contains(&"vps-unreachable".to_owned())
+    });
+    w.vps.start().unwrap();
+}
