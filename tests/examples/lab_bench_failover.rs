@@ -16,15 +16,8 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let runs: usize = std::env::var("RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
-    let mut w = LabWorld::with_config(
-        odoo_standby_tests::LAB_CONFIG,
-        odoo_standby_tests::production_package(),
-    );
-    w.echo = false;
+    let runs = odoo_standby_tests::runs(3);
+    let w = LabWorld::for_bench();
     let (mut first, mut failback) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         w.ok(&["protect", "vps1", "--restart-vps"]);

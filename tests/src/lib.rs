@@ -209,6 +209,14 @@ impl LabWorld {
         Self::with_config(LAB_CONFIG, test_package())
     }
 
+    /// The world a lab benchmark measures: the lab's configuration, the release package (no
+    /// test hooks), commands not echoed.
+    pub fn for_bench() -> Self {
+        let mut w = Self::with_config(LAB_CONFIG, production_package());
+        w.echo = false;
+        w
+    }
+
     /// The world with another odoo-standby configuration and package (a .deb, installed in
     /// the backup machine with `dpkg -i`).
     pub fn with_config(config: &str, deb: PathBuf) -> Self {
@@ -525,6 +533,14 @@ impl LabWorld {
     pub fn backup_sql(&self, db: &str, sql: &str) -> Vec<String> {
         sql_on(self.backup(), 5435, db, sql)
     }
+}
+
+/// How many runs a benchmark makes: `RUNS` from the environment, else `default`.
+pub fn runs(default: usize) -> usize {
+    std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Waits until `ok` (checked every 500 ms); fails the test after `seconds`, naming `what`.

@@ -7,9 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use odoo_standby_tests::binary;
+use odoo_standby_tests::{binary, wait};
 
 fn status(config: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(binary())
@@ -32,17 +31,6 @@ fn codes(s: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|p| p["code"].as_str().unwrap().to_owned())
         .collect()
-}
-
-fn wait_for(what: &str, seconds: u64, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(seconds),
-            "{what}: not within {seconds} s"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn now() -> u64 {
@@ -69,7 +57,7 @@ fn status_of_all_uses_the_syncs_look_at_the_vps_and_status_name_asks_now() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("the sync's first look at the VPS", 60, || look.exists());
+    wait("the sync's first look at the VPS", 60, || look.exists());
 
     // All instances: the VPS's side from the look, its age said.
     let all = status(&w.config, &[]);
@@ -110,7 +98,7 @@ fn status_of_all_uses_the_syncs_look_at_the_vps_and_status_name_asks_now() {
     w.vps.stop().unwrap();
     let s = status(&w.config, &["vps1"]);
     assert!(codes(&s).contains(&"vps-unreachable".to_owned()), "{s}");
-    wait_for("the sync's look reporting the VPS unreachable", 90, || {
+    wait("the sync's look reporting the VPS unreachable", 90, || {
         let s = status(&w.config, &[]);
         s["vps_seen_age_seconds"].is_u64() && codes(&s).contains(&"vps-unreachable".to_owned())
     });
