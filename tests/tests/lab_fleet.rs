@@ -81,6 +81,27 @@ fn two_vpss_on_the_same_odoo_port_fail_over_to_one_backup_and_both_serve() {
         let (code, all) = status_all(&w);
         code == 0 && all.len() == 2
     });
+    // Status of all takes each VPS's side from its sync service's look (the sync, as
+    // odoouser under its hardened unit, keeps it in the state folder); status NAME asks now.
+    wait("both VPSs from their syncs' looks", 90, || {
+        let (code, all) = status_all(&w);
+        code == 0
+            && all
+                .iter()
+                .all(|s| s["vps_seen_age_seconds"].as_u64().is_some_and(|a| a <= 60))
+    });
+    let owner = w
+        .backup()
+        .run(&[
+            "stat",
+            "-c",
+            "%U",
+            "/var/lib/odoo-standby/vps2/sync/vps.json",
+        ])
+        .unwrap();
+    assert_eq!(owner.trim(), "odoouser");
+    let (_, one) = w.status();
+    assert!(one["vps_seen_age_seconds"].is_null(), "{one}");
 
     // vps1's machine dies; it fails over while vps2 keeps replicating and syncing.
     users1.upload("/root/vps1-before.log", 4, "vps").unwrap();
