@@ -349,10 +349,7 @@ impl Env {
     /// The databases to protect: the configured ones, or every Odoo database of the standby
     /// (else the VPS's), as `filesync::watch::odoo_databases` finds them.
     pub async fn databases(&self) -> Result<Vec<String>> {
-        if !self.inst.databases.is_empty() {
-            return Ok(self.inst.databases.clone());
-        }
-        if self.standby.is_running().await.unwrap_or(false) {
+        if !self.inst.databases.is_empty() || self.standby.is_running().await.unwrap_or(false) {
             return self.databases_here().await;
         }
         filesync::watch::odoo_databases(&crate::sync::ClusterDbs(self.vps_cluster.clone()))

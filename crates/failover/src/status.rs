@@ -375,6 +375,7 @@ pub async fn status(env: &Env) -> InstanceStatus {
 /// fresh ([`crate::seen`]; `vps_seen_age_seconds` says how old), else asked now.
 pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
     let clock = Instant::now();
+    let st = SyncState::load(env);
     let name = env.name().to_owned();
     let mut problems = Vec::new();
     let mut db = DbHealth::default();
@@ -423,7 +424,7 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
                             } else {
                                 "the VPS's cluster does not follow it now (stopped for its work?): it catches up through its slot when it starts"
                             },
-                            files_back(&SyncState::load(env))
+                            files_back(&st)
                         ),
                         format!("`odoo-standby failback {name}` when the work on the VPS is done"),
                     ));
@@ -573,7 +574,6 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
             },
         ));
     }
-    let st = SyncState::load(env);
     files.last_sync = st.last_ok;
     files.last_sync_age_seconds = st.last_ok.map(|t| crate::journal::now().saturating_sub(t));
     files.last_error = st.last_error.clone();

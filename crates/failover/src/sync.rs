@@ -243,11 +243,14 @@ async fn files_back_when_due(env: &Env, passes: &mut Passes) {
     if passes
         .back_tried_at
         .is_some_and(|t| t.elapsed() < FILES_BACK_EVERY)
-        || !crate::vps::switched_over(env)
     {
         return;
     }
+    // Whether it is switched over is read once a turn too, not on every paused pass.
     passes.back_tried_at = Some(std::time::Instant::now());
+    if !crate::vps::switched_over(env) {
+        return;
+    }
     let result = copy_files_back(env).await;
     let mut state = SyncState::load(env);
     match result {
@@ -289,8 +292,7 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
     if env.state.paused().exists() {
         files_back_when_due(env, passes).await;
         let state = SyncState::load(env);
-        let role = role_here(env).await;
-        write_metrics(env, passes, role, &state, false, clock.elapsed()).await;
+        write_metrics(env, passes, &state, false, clock.elapsed()).await;
         watch_failed_over_vps(env, passes).await;
         return Ok(None);
     }
@@ -308,9 +310,8 @@ pub async fn sync_pass(env: &Env, passes: &mut Passes) -> Result<Option<usize>> 
         }
     }
     // The metrics first: a pass that status sees is in them.
-    let role = role_here(env).await;
-    look_at_vps(env, passes, role).await;
-    write_metrics(env, passes, role, &state, result.is_ok(), clock.elapsed()).await;
+    look_at_vps(env, passes).await;
+    write_metrics(env, passes, &state, result.is_ok(), clock.elapsed()).await;
     state.save(env)?;
     sync_events(env, passes, &state).await;
     result.map(Some)
@@ -412,12 +413,13 @@ async fn watch_failed_over_vps(env: &Env, passes: &mut Passes) {
 /// While this is a standby: every [`crate::seen::LOOK_EVERY`], the VPS's replication and
 /// Odoo unit, kept for `status` ([`crate::seen`]) and the metrics. A look that cannot be kept
 /// is logged once.
-async fn look_at_vps(env: &Env, passes: &mut Passes, role: &str) {
+async fn look_at_vps(env: &Env, passes: &mut Passes) {
     let due = passes
         .vps_seen
         .as_ref()
         .is_none_or(|(at, _)| at.elapsed() >= crate::seen::LOOK_EVERY);
-    if role != "standby" || !due {
+    // The role is asked only when a look is due: not a query on every pass.
+    if !due || role_here(env).await != "standby" {
         return;
     }
     let seen = crate::seen::ask(env).await;
@@ -456,7 +458,6 @@ async fn look_at_vps(env: &Env, passes: &mut Passes, role: &str) {
 async fn write_metrics(
     env: &Env,
     passes: &mut Passes,
-    role: &str,
     state: &SyncState,
     up: bool,
     took: Duration,
@@ -464,6 +465,7 @@ async fn write_metrics(
     let Some(dir) = env.cfg.backup.metrics_dir.as_ref().filter(|d| d.is_dir()) else {
         return;
     };
+    let role = role_here(env).await;
     let f = match role {
         "standby" => passes.vps_seen.map(|(_, f)| f).unwrap_or_default(),
         _ => VpsFigures::default(),
