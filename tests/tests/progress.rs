@@ -1,5 +1,6 @@
 //! Progress on a terminal: `protect` run in a tmux pane draws a bar for the base backup,
-//! and the pane, captured while it runs, shows it moving.
+//! and the pane, captured while it runs, shows it moving; the clone keeps to the configured
+//! rate (`clone_mb_per_s`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,15 +36,22 @@ impl Drop for Tmux {
 fn protect_draws_a_moving_bar_on_a_terminal() {
     let mut sb = sandbox::Sandbox::new().unwrap();
     let w = sandbox::vps_world(&mut sb, 20).unwrap();
-    // A database big enough that the base backup takes several seconds: pg_basebackup reports
-    // its progress at most once a second, and 700,000 rows (577 MB) copied in 2 s on CI, too
-    // few reports for the pane to catch one under 100%. 1,600,000 rows are about 1.3 GB.
+    // pg_basebackup reports its progress at most once a second, and a local copy runs at disk
+    // speed: 1.3 GB took 2 s on CI, too few reports for the pane to catch one under 100%.
+    // The instance's clone_mb_per_s (pg_basebackup's --max-rate) makes about 230 MB take
+    // six seconds whatever the disk, as it keeps a clone from filling a VPS's uplink.
     w.vps
         .psql(
             "clientes",
-            "CREATE TABLE ballast AS SELECT g, repeat(md5(g::text), 24) AS pad FROM generate_series(1, 1600000) g",
+            "CREATE TABLE ballast AS SELECT g, repeat(md5(g::text), 24) AS pad FROM generate_series(1, 250000) g",
         )
         .unwrap();
+    let config = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(
+        &w.config,
+        config.replacen("[backup]\n", "[backup]\nclone_mb_per_s = 40\n", 1),
+    )
+    .unwrap();
     let tmux = Tmux(format!("odoo-standby-progress-{}", std::process::id()));
     let cmd = format!(
         "{} -c {} protect vps1 --restart-vps; echo EXIT=$?; sleep 600",

@@ -166,6 +166,10 @@ pub struct UpstreamArgs {
     /// The .pgpass with the roles' passwords, readable by the cluster's OS user.
     #[arg(long)]
     pub pgpass: PathBuf,
+    /// MB per second a base backup may take from the primary (pg_basebackup's --max-rate,
+    /// 1 to 1024); 0: no limit.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub max_mb_per_s: u32,
 }
 
 impl UpstreamArgs {
@@ -176,6 +180,7 @@ impl UpstreamArgs {
             user: Name::new("replication role", &self.replication_user)?,
             passfile: self.pgpass.clone(),
             slot: Name::new("slot name", &self.slot)?,
+            max_mb_per_s: self.max_mb_per_s,
         })
     }
 }

@@ -282,6 +282,7 @@ impl Env {
             user: name("role", REPLICA_USER)?,
             passfile: self.cfg.backup.pgpass.clone(),
             slot: name("slot", self.name())?,
+            max_mb_per_s: self.inst.clone_mb_per_s,
         })
     }
 
@@ -293,6 +294,7 @@ impl Env {
             user: name("role", REPLICA_USER)?,
             passfile: self.inst.vps_pgpass.clone(),
             slot: name("slot", &self.failback_slot())?,
+            max_mb_per_s: self.inst.clone_mb_per_s,
         })
     }
 

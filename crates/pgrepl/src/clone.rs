@@ -31,6 +31,10 @@ pub struct Upstream {
     pub passfile: PathBuf,
     /// The physical replication slot on the primary.
     pub slot: Name,
+    /// MB per second the base backup may take from the primary (pg_basebackup's
+    /// `--max-rate`, which the primary's walsender obeys); 0: no limit. Streaming after the
+    /// clone is not limited: it only carries new WAL.
+    pub max_mb_per_s: u32,
 }
 
 impl Upstream {
@@ -321,6 +325,9 @@ pub fn basebackup_spec(cluster: &dyn Cluster, up: &Upstream, create_slot: bool) 
     if create_slot {
         args.push("-C".into());
     }
+    if up.max_mb_per_s > 0 {
+        args.push(format!("--max-rate={}M", up.max_mb_per_s));
+    }
     CommandSpec::new("sh")
         .args(args)
         .env("PGPASSFILE", up.passfile.display().to_string())
@@ -406,6 +413,7 @@ mod tests {
             user: Name::new("r", "replica_user").unwrap(),
             passfile: "/var/lib/postgresql/.pgpass".into(),
             slot: Name::new("s", "vps_1").unwrap(),
+            max_mb_per_s: 0,
         };
         let c = up.conninfo().to_libpq();
         assert!(c.contains("passfile=/var/lib/postgresql/.pgpass") && !c.contains("password="));

@@ -118,6 +118,7 @@ impl Pair {
             user: Name::new("role", "replica_user").unwrap(),
             passfile: self.passfile.clone(),
             slot: Name::new("slot", slot).unwrap(),
+            max_mb_per_s: 0,
         }
     }
 

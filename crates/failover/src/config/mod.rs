@@ -93,6 +93,8 @@ pub struct Backup {
     /// at the VPS: one that came back as a primary is held down (30; 0: never, status
     /// still does it).
     pub vps_watch_seconds: u64,
+    /// The default [`Instance::clone_mb_per_s`] (0: no limit).
+    pub clone_mb_per_s: u32,
 }
 
 /// Debian's node-exporter textfile folder (package prometheus-node-exporter).
@@ -149,6 +151,11 @@ pub struct Instance {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Databases to protect; empty: every database on the VPS that has `ir_attachment`.
     pub databases: Vec<String>,
+    /// MB per second a base backup may take over the VPS's link (pg_basebackup's
+    /// `--max-rate`), both ways: protect's clone from the VPS and a failback's clone to it.
+    /// 0: as fast as it goes. A full copy at wire speed can starve the production Odoo that
+    /// shares the uplink; a limit keeps it serving while the copy runs.
+    pub clone_mb_per_s: u32,
 }
 
 /// The whole file, validated.

@@ -55,6 +55,8 @@ struct RawBackup {
     on_event: Option<Spanned<String>>,
     #[serde(default)]
     vps_watch_seconds: Option<Spanned<i64>>,
+    #[serde(default)]
+    clone_mb_per_s: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +91,8 @@ struct RawInstance {
     tls_certificate_key: Option<Spanned<String>>,
     #[serde(default)]
     databases: Option<Vec<String>>,
+    #[serde(default)]
+    clone_mb_per_s: Option<Spanned<i64>>,
 }
 
 struct Ctx<'a> {
@@ -386,6 +390,7 @@ impl Config {
             0,
             "seconds between two looks at a failed-over VPS (0: never), e.g. 30",
         )?;
+        let clone_mb_per_s = clone_rate(&ctx, &b.clone_mb_per_s, "backup.clone_mb_per_s")?;
         let backup = Backup {
             root: ctx.abs_path(&b.root, "backup.root".into())?,
             odoo_source: ctx.abs_path(&b.odoo_source, "backup.odoo_source".into())?,
@@ -414,6 +419,7 @@ impl Config {
             },
             on_event: opt_path(&b.on_event, "on_event")?,
             vps_watch_seconds,
+            clone_mb_per_s,
         };
         if raw.instance.is_empty() {
             return Err(ctx.err(
@@ -585,7 +591,12 @@ impl Config {
             }) {
                 return Err(ctx.err(inst.span(), key("databases"), format!("{bad:?} is not a database name this tool accepts (letters, digits, '_', '-', '.')")));
             }
+            let clone_mb_per_s = match &r.clone_mb_per_s {
+                Some(_) => clone_rate(&ctx, &r.clone_mb_per_s, &key("clone_mb_per_s"))?,
+                None => backup.clone_mb_per_s,
+            };
             instances.push(Instance {
+                clone_mb_per_s,
                 vps_cluster,
                 vps_pgpass: match &r.vps_pgpass {
                     Some(v) => ctx.abs_path(v, key("vps_pgpass"))?,
@@ -616,4 +627,23 @@ impl Config {
         }
         Ok(Self { backup, instances })
     }
+}
+
+/// `clone_mb_per_s`: MB/s for a base backup, 0 (or absent) for no limit. pg_basebackup's
+/// `--max-rate` takes 32 kB/s to 1024 MB/s, so whole MB/s from 1 to 1024.
+fn clone_rate(ctx: &Ctx<'_>, v: &Option<Spanned<i64>>, key: &str) -> Result<u32, ConfigError> {
+    let Some(v) = v else { return Ok(0) };
+    u32::try_from(*v.get_ref())
+        .ok()
+        .filter(|n| *n <= 1024)
+        .ok_or_else(|| {
+            ctx.err(
+                v.span(),
+                key,
+                format!(
+                    "{} is out of range: MB per second a base backup may take from the VPS, 1 to 1024 (pg_basebackup's --max-rate), 0 for no limit, e.g. 20 on a 200 Mbit/s uplink Odoo shares",
+                    v.get_ref()
+                ),
+            )
+        })
 }

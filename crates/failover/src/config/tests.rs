@@ -13,7 +13,7 @@ fn the_example_is_valid() {
 /// Each mistake is reported at its line, for its key, with what to write instead.
 #[test]
 fn errors_name_file_line_key_and_fix() {
-    let cases: [(&str, &str, usize, &str, &str); 11] = [
+    let cases: [(&str, &str, usize, &str, &str); 13] = [
         (
             "name = \"vps_clientes_1\"",
             "name = \"vps-clientes-1\"",
@@ -85,6 +85,20 @@ fn errors_name_file_line_key_and_fix() {
             "is PostgreSQL 16, backup.pg_version is 15: physical replication needs the same major version",
         ),
         (
+            "# clone_mb_per_s = 0 ",
+            "clone_mb_per_s = 2000 ",
+            0,
+            "backup.clone_mb_per_s",
+            "1 to 1024 (pg_basebackup's --max-rate), 0 for no limit",
+        ),
+        (
+            "# clone_mb_per_s = 20 ",
+            "clone_mb_per_s = -5 ",
+            0,
+            "instance[0].clone_mb_per_s",
+            "-5 is out of range",
+        ),
+        (
             "sources = \"/opt/odoo/sources\"",
             "sources = \"/opt/odoo/sources\"\nsourcse = \"/x\"",
             1,
@@ -110,6 +124,26 @@ fn errors_name_file_line_key_and_fix() {
         );
         assert!(shown.contains(says), "{shown}");
     }
+}
+
+/// A base backup's rate: none by default, the backup's default for every instance, an
+/// instance's own above it.
+#[test]
+fn clone_rate_defaults_and_overrides() {
+    let c = Config::parse(EXAMPLE, "c").unwrap();
+    assert_eq!(
+        (c.backup.clone_mb_per_s, c.instances[0].clone_mb_per_s),
+        (0, 0)
+    );
+    let all = EXAMPLE.replace("# clone_mb_per_s = 0 ", "clone_mb_per_s = 30 ");
+    let c = Config::parse(&all, "c").unwrap();
+    assert_eq!(c.instances[0].clone_mb_per_s, 30);
+    let own = all.replace("# clone_mb_per_s = 20 ", "clone_mb_per_s = 20 ");
+    let c = Config::parse(&own, "c").unwrap();
+    assert_eq!(
+        (c.backup.clone_mb_per_s, c.instances[0].clone_mb_per_s),
+        (30, 20)
+    );
 }
 
 #[test]
