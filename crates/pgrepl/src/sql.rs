@@ -278,35 +278,7 @@ impl Sql for Psql {
     }
 
     async fn query(&self, sql: &str) -> Result<Vec<Row>> {
-        let program = match &self.bindir {
-            Some(b) => b.join("psql").display().to_string(),
-            None => "psql".to_owned(),
-        };
-        let mut spec = CommandSpec::new(program)
-            .args([
-                "-X",
-                "-q",
-                "-t",
-                "--csv",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-v",
-                "VERBOSITY=verbose",
-            ])
-            .args(["-P", &format!("null={NULL_MARK}"), "-h", &self.pg_host])
-            .args(["-p", &self.port.to_string(), "-d", &self.dbname, "-f", "-"])
-            .env(
-                "PGCONNECT_TIMEOUT",
-                self.limit.as_secs().clamp(2, 300).to_string(),
-            )
-            .run_as(self.os_user.clone())
-            .timeout(self.limit)
-            .carries_sql()
-            // The statement goes on stdin, never in argv where `ps` shows it.
-            .secret_stdin(sql.as_bytes().to_vec());
-        if let Some(u) = &self.user {
-            spec = spec.args(["-U", u]);
-        }
+        let spec = self.spec(sql.as_bytes().to_vec(), true);
         match self.host.run(&spec).await {
             Ok(out) => parse_csv(&out.stdout_text()),
             Err(HostError::CommandFailed { stderr_tail, .. }) => {
@@ -318,6 +290,183 @@ impl Sql for Psql {
             )),
         }
     }
+}
+
+/// One statement of a [`Psql::batch`]: on another database of the same server (`db`), or on
+/// the one of the statement before it (the batch's own for the first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stmt {
+    /// The database to connect to first (`\connect`), if another.
+    pub db: Option<String>,
+    /// One SQL statement.
+    pub sql: String,
+}
+
+impl Stmt {
+    /// `sql` on the database the statement before it used.
+    pub fn here(sql: impl Into<String>) -> Self {
+        Self {
+            db: None,
+            sql: sql.into(),
+        }
+    }
+
+    /// `sql` on `db`.
+    pub fn on(db: impl Into<String>, sql: impl Into<String>) -> Self {
+        Self {
+            db: Some(db.into()),
+            sql: sql.into(),
+        }
+    }
+}
+
+/// Marks where a statement's output starts in a batch's stdout (never in psql's CSV: a NULL
+/// is `\x02` alone in its field).
+const BATCH_MARK: &str = "\u{2}\u{3}odoo-standby-batch ";
+
+impl Psql {
+    /// The psql command for `script` on stdin (never argv, where `ps` shows it);
+    /// `stop_on_error` ends it at the first error (exit 3).
+    fn spec(&self, script: Vec<u8>, stop_on_error: bool) -> CommandSpec {
+        let program = match &self.bindir {
+            Some(b) => b.join("psql").display().to_string(),
+            None => "psql".to_owned(),
+        };
+        let stop = format!("ON_ERROR_STOP={}", u8::from(stop_on_error));
+        let mut spec = CommandSpec::new(program)
+            .args(["-X", "-q", "-t", "--csv", "-v", &stop])
+            .args(["-v", "VERBOSITY=verbose"])
+            .args(["-P", &format!("null={NULL_MARK}"), "-h", &self.pg_host])
+            .args(["-p", &self.port.to_string(), "-d", &self.dbname, "-f", "-"])
+            .env(
+                "PGCONNECT_TIMEOUT",
+                self.limit.as_secs().clamp(2, 300).to_string(),
+            )
+            .run_as(self.os_user.clone())
+            .timeout(self.limit)
+            .carries_sql()
+            .secret_stdin(script);
+        if let Some(u) = &self.user {
+            spec = spec.args(["-U", u]);
+        }
+        spec
+    }
+
+    /// Runs `stmts` in one psql process, each after the one before whatever it gave (a
+    /// failed statement does not stop the others), and returns each one's rows or error, in
+    /// order. One process instead of one per statement: `status` of a fleet asks each
+    /// standby here a handful of questions, and on two cores the programs started cost more
+    /// than the answers. `Err` when psql could not run or not connect to its first database.
+    /// A statement whose `\connect` fails gets that error, and those after it are not run
+    /// (psql ends there, as it does in a script): each gets an error that says so.
+    pub async fn batch(&self, stmts: &[Stmt]) -> Result<Vec<Result<Vec<Row>>>> {
+        let (script, starts) = batch_script(stmts);
+        let out = self
+            .host
+            .run_unchecked(&self.spec(script.into_bytes(), false))
+            .await
+            .map_err(|e| PgreplError::host(format!("running psql on {}", self.server()), e))?;
+        let stdout = out.stdout_text();
+        let stderr = out.stderr_text();
+        if !stdout.starts_with(BATCH_MARK) {
+            // Not even the first mark: psql did not connect (or did not start).
+            let first = stmts.first().map(|s| s.sql.as_str()).unwrap_or_default();
+            return Err(psql_error(&self.server(), first, &stderr));
+        }
+        Ok(split_batch(
+            &self.server(),
+            stmts,
+            &starts,
+            &stdout,
+            &stderr,
+        ))
+    }
+}
+
+/// The script of a batch, and the line (1-based) where each statement's part starts: its
+/// mark, its `\connect`, its SQL, on lines of their own.
+fn batch_script(stmts: &[Stmt]) -> (String, Vec<usize>) {
+    let mut script = String::new();
+    let mut starts = Vec::new();
+    let mut line = 1;
+    for (i, s) in stmts.iter().enumerate() {
+        starts.push(line);
+        // psql's `\echo '...'` reads octal escapes: \002\003 is the mark's start.
+        script.push_str(&format!("\\echo '\\002\\003odoo-standby-batch {i}'\n"));
+        line += 1;
+        if let Some(db) = &s.db {
+            script.push_str(&format!(
+                "\\connect '{}'\n",
+                db.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+            line += 1;
+        }
+        let sql = s.sql.trim().trim_end_matches(';');
+        script.push_str(sql);
+        script.push_str(";\n");
+        line += sql.matches('\n').count() + 1;
+    }
+    (script, starts)
+}
+
+/// Each statement's rows (its part of stdout, after its mark) or error (a psql error line
+/// of stderr, `psql:<stdin>:LINE: ...`, whose line falls in its part of the script).
+fn split_batch(
+    server: &str,
+    stmts: &[Stmt],
+    starts: &[usize],
+    stdout: &str,
+    stderr: &str,
+) -> Vec<Result<Vec<Row>>> {
+    let mut parts: Vec<Option<&str>> = vec![None; stmts.len()];
+    for chunk in stdout.split(BATCH_MARK).skip(1) {
+        let (i, rest) = chunk.split_once('\n').unwrap_or((chunk, ""));
+        if let Some(p) = i
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| parts.get_mut(i))
+        {
+            *p = Some(rest);
+        }
+    }
+    let mut errors: Vec<Option<String>> = vec![None; stmts.len()];
+    for l in stderr.lines() {
+        let Some(n) = l
+            .strip_prefix("psql:<stdin>:")
+            .and_then(|r| r.split_once(':'))
+            .and_then(|(n, _)| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let i = starts.partition_point(|s| *s <= n).saturating_sub(1);
+        if let Some(e) = errors.get_mut(i) {
+            // The first line of an error is the one that names it.
+            e.get_or_insert_with(|| l.to_owned());
+        }
+    }
+    stmts
+        .iter()
+        .zip(parts)
+        .zip(errors)
+        .map(|((s, out), err)| match (err, out) {
+            (Some(e), _) => Err(psql_error(server, &s.sql, &e)),
+            (None, Some(out)) => parse_csv(out),
+            (None, None) => Err(PgreplError::Sql {
+                server: server.to_owned(),
+                during: format!("`{}`", short(&s.sql)),
+                message: format!(
+                    "not run: psql ended before it{}",
+                    stderr
+                        .lines()
+                        .rfind(|l| l.starts_with("psql:"))
+                        .map(|l| format!(", after: {}", l.trim()))
+                        .unwrap_or_default()
+                ),
+                code: None,
+            }),
+        })
+        .collect()
 }
 
 /// Reads `psql: ... ERROR:  42P01: message` (VERBOSITY=verbose) into a typed error.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::lsn::Lsn;
-use crate::sql::{Row, Sql};
+use crate::sql::{Psql, Row, Sql, Stmt};
 
 /// One standby connected to a primary.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -180,86 +180,119 @@ fn float(r: &Row, i: usize) -> Option<f64> {
 /// Reads the status of the server behind `db` (any role that may read the views; a
 /// superuser or `pg_monitor` member sees every column).
 pub async fn status(db: &dyn Sql) -> Result<Status> {
-    let head = db
-        .query(
-            "SELECT pg_is_in_recovery(), \
-             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END, \
-             (SELECT timeline_id FROM pg_control_checkpoint())",
-        )
-        .await?;
-    let head = head.into_iter().next().unwrap_or_default();
-    let in_recovery = text(&head, 0).as_deref() == Some("t");
-    if in_recovery {
-        let rows = db
-            .query(
-                "SELECT r.status, r.sender_host || ':' || r.sender_port, r.slot_name, \
-                 pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
-                 extract(epoch FROM now() - pg_last_xact_replay_timestamp()), \
-                 coalesce(r.received_tli, (SELECT timeline_id FROM pg_control_checkpoint())) \
-                 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true",
-            )
-            .await?;
-        let r = rows.into_iter().next().unwrap_or_default();
-        return Ok(Status::Standby(StandbyStatus {
-            receiver_status: text(&r, 0),
-            sender: text(&r, 1),
-            slot_name: text(&r, 2),
-            receive_lsn: lsn(&r, 3),
-            replay_lsn: lsn(&r, 4),
-            replay_delay_seconds: float(&r, 5),
-            timeline: int(&r, 6).and_then(|t| u32::try_from(t).ok()),
-        }));
+    let head = db.query(HEAD_SQL).await?;
+    if in_recovery(&head) {
+        return Ok(standby_from(&db.query(RECEIVER_SQL).await?));
     }
-    let replicas = db
-        .query(
-            "SELECT application_name, client_addr::text, state, sync_state, sent_lsn, write_lsn, \
-             flush_lsn, replay_lsn, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), \
-             extract(epoch FROM replay_lag) \
-             FROM pg_stat_replication ORDER BY application_name",
-        )
-        .await?
-        .iter()
-        .map(|r| Replica {
-            application_name: text(r, 0).unwrap_or_default(),
-            client_addr: text(r, 1),
-            state: text(r, 2).unwrap_or_default(),
-            sync_state: text(r, 3).unwrap_or_default(),
-            sent_lsn: lsn(r, 4),
-            write_lsn: lsn(r, 5),
-            flush_lsn: lsn(r, 6),
-            replay_lsn: lsn(r, 7),
-            lag_bytes: int(r, 8),
-            lag_seconds: Some(float(r, 9).unwrap_or(0.0)),
-        })
+    let replicas = db.query(REPLICAS_SQL).await?;
+    let slots = db.query(SLOTS_SQL).await?;
+    Ok(primary_from(&head, &replicas, &slots))
+}
+
+/// [`status`] of a cluster reached by psql, its questions asked in one psql process with
+/// `more` after them (one process for all of a cluster's questions: see [`Psql::batch`]).
+/// Returns the status and the answers to `more`, in order; `Err` when the server cannot be
+/// reached or a status question fails.
+pub async fn status_batch(db: &Psql, more: &[Stmt]) -> Result<(Status, Vec<Result<Vec<Row>>>)> {
+    let mut stmts: Vec<Stmt> = [HEAD_SQL, RECEIVER_SQL, REPLICAS_SQL, SLOTS_SQL]
+        .into_iter()
+        .map(Stmt::here)
         .collect();
-    let slots = list_slots(db).await?;
-    Ok(Status::Primary(PrimaryStatus {
-        current_lsn: lsn(&head, 1),
-        timeline: int(&head, 2).and_then(|t| u32::try_from(t).ok()),
-        replicas,
-        slots,
-    }))
+    stmts.extend_from_slice(more);
+    let mut answers = db.batch(&stmts).await?.into_iter();
+    let mut next = || answers.next().unwrap_or_else(|| Ok(Vec::new()));
+    let (head, receiver, replicas, slots) = (next()?, next(), next(), next());
+    // Only the answers a role needs decide: a standby's are the receiver's.
+    let status = if in_recovery(&head) {
+        standby_from(&receiver?)
+    } else {
+        primary_from(&head, &replicas?, &slots?)
+    };
+    Ok((status, answers.collect()))
+}
+
+const HEAD_SQL: &str = "SELECT pg_is_in_recovery(), \
+     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END, \
+     (SELECT timeline_id FROM pg_control_checkpoint())";
+
+/// The WAL receiver (a row of NULLs on a primary, which has none).
+const RECEIVER_SQL: &str = "SELECT r.status, r.sender_host || ':' || r.sender_port, r.slot_name, \
+     pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
+     extract(epoch FROM now() - pg_last_xact_replay_timestamp()), \
+     coalesce(r.received_tli, (SELECT timeline_id FROM pg_control_checkpoint())) \
+     FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
+
+/// The standbys streaming from it (also asked of a standby in a batch: no WAL position
+/// function that fails during recovery).
+const REPLICAS_SQL: &str = "SELECT application_name, client_addr::text, state, sync_state, sent_lsn, write_lsn, \
+     flush_lsn, replay_lsn, \
+     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) END, \
+     extract(epoch FROM replay_lag) \
+     FROM pg_stat_replication ORDER BY application_name";
+
+const SLOTS_SQL: &str = "SELECT slot_name, slot_type, active, restart_lsn, \
+     pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+     ELSE pg_current_wal_lsn() END, restart_lsn), wal_status, safe_wal_size \
+     FROM pg_replication_slots ORDER BY slot_name";
+
+fn in_recovery(head: &[Row]) -> bool {
+    head.first()
+        .and_then(|h| text(h, 0))
+        .is_some_and(|t| t == "t")
+}
+
+fn standby_from(rows: &[Row]) -> Status {
+    let none = Vec::new();
+    let r = rows.first().unwrap_or(&none);
+    Status::Standby(StandbyStatus {
+        receiver_status: text(r, 0),
+        sender: text(r, 1),
+        slot_name: text(r, 2),
+        receive_lsn: lsn(r, 3),
+        replay_lsn: lsn(r, 4),
+        replay_delay_seconds: float(r, 5),
+        timeline: int(r, 6).and_then(|t| u32::try_from(t).ok()),
+    })
+}
+
+fn primary_from(head: &[Row], replicas: &[Row], slots: &[Row]) -> Status {
+    let none = Vec::new();
+    let head = head.first().unwrap_or(&none);
+    Status::Primary(PrimaryStatus {
+        current_lsn: lsn(head, 1),
+        timeline: int(head, 2).and_then(|t| u32::try_from(t).ok()),
+        replicas: replicas
+            .iter()
+            .map(|r| Replica {
+                application_name: text(r, 0).unwrap_or_default(),
+                client_addr: text(r, 1),
+                state: text(r, 2).unwrap_or_default(),
+                sync_state: text(r, 3).unwrap_or_default(),
+                sent_lsn: lsn(r, 4),
+                write_lsn: lsn(r, 5),
+                flush_lsn: lsn(r, 6),
+                replay_lsn: lsn(r, 7),
+                lag_bytes: int(r, 8),
+                lag_seconds: Some(float(r, 9).unwrap_or(0.0)),
+            })
+            .collect(),
+        slots: slots.iter().map(slot_from).collect(),
+    })
+}
+
+fn slot_from(r: &Row) -> Slot {
+    Slot {
+        name: text(r, 0).unwrap_or_default(),
+        slot_type: text(r, 1).unwrap_or_default(),
+        active: text(r, 2).as_deref() == Some("t"),
+        restart_lsn: lsn(r, 3),
+        retained_bytes: int(r, 4),
+        wal_status: text(r, 5),
+        safe_wal_size: int(r, 6),
+    }
 }
 
 /// Every replication slot of the server, with the WAL it retains.
 pub async fn list_slots(db: &dyn Sql) -> Result<Vec<Slot>> {
-    Ok(db
-        .query(
-            "SELECT slot_name, slot_type, active, restart_lsn, \
-             pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-             ELSE pg_current_wal_lsn() END, restart_lsn), wal_status, safe_wal_size \
-             FROM pg_replication_slots ORDER BY slot_name",
-        )
-        .await?
-        .iter()
-        .map(|r| Slot {
-            name: text(r, 0).unwrap_or_default(),
-            slot_type: text(r, 1).unwrap_or_default(),
-            active: text(r, 2).as_deref() == Some("t"),
-            restart_lsn: lsn(r, 3),
-            retained_bytes: int(r, 4),
-            wal_status: text(r, 5),
-            safe_wal_size: int(r, 6),
-        })
-        .collect())
+    Ok(db.query(SLOTS_SQL).await?.iter().map(slot_from).collect())
 }

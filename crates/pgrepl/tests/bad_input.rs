@@ -174,3 +174,59 @@ async fn a_taken_standby_port_is_refused() {
     assert_eq!(slots_on_vps(&p).await, 0);
     p.backup = backup;
 }
+
+/// A batch runs every statement in one psql, each on its database, and gives each its own
+/// rows or error: a failing statement spoils only its own answer; a database that does not
+/// exist ends psql, and the statements after it say they did not run; NULLs, quotes and
+/// newlines come through as with one statement each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_each_statement_on_its_database() {
+    use pgrepl::Stmt;
+    let p = Pair::new().await;
+    p.vps.create_odoo_db("clientes", "odoo").unwrap();
+    let psql = p.vps_ctl.psql("postgres");
+    let answers = psql
+        .batch(&[
+            Stmt::here("SELECT current_database(), NULL::text, 'a,\"b\"'"),
+            Stmt::here("SELECT * FROM nosuch"),
+            Stmt::on("clientes", "SELECT current_database(), E'l1\\nl2'"),
+            Stmt::here("SELECT count(*) >= 0 FROM ir_attachment"),
+            Stmt::on("no_such_db", "SELECT 1"),
+            Stmt::here("SELECT 2"),
+            Stmt::on("postgres", "SELECT current_database()"),
+        ])
+        .await
+        .unwrap();
+    let text = |i: usize| format!("{:?}", answers[i]);
+    assert_eq!(answers.len(), 7);
+    assert_eq!(
+        answers[0].as_ref().unwrap(),
+        &vec![vec![Some("postgres".into()), None, Some("a,\"b\"".into())]]
+    );
+    let e = answers[1].as_ref().unwrap_err();
+    assert_eq!(e.sqlstate(), Some("42P01"), "{e}");
+    assert_eq!(
+        answers[2].as_ref().unwrap(),
+        &vec![vec![Some("clientes".into()), Some("l1\nl2".into())]]
+    );
+    assert_eq!(answers[3].as_ref().unwrap(), &vec![vec![Some("t".into())]]);
+    assert!(text(4).contains("no_such_db"), "{}", text(4));
+    for i in [5, 6] {
+        assert!(
+            text(i).contains("not run: psql ended before it") && text(i).contains("no_such_db"),
+            "{}",
+            text(i)
+        );
+    }
+    // A server that does not run: one error for the batch.
+    let down = pgrepl::Psql::new(
+        p.local.clone(),
+        os_user(&p.sb),
+        "/nonexistent",
+        1,
+        "postgres",
+    )
+    .with_bindir(p.vps.bindir());
+    let e = down.batch(&[Stmt::here("SELECT 1")]).await.unwrap_err();
+    assert!(e.to_string().contains("/nonexistent"), "{e}");
+}

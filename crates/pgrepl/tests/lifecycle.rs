@@ -159,6 +159,37 @@ async fn lifecycle(kill_old_primary: bool) {
         }
         other => panic!("{other:?}"),
     }
+    // The same, asked in one psql with a question more, on both sides.
+    let more = [pgrepl::Stmt::here("SELECT count(*) FROM orders")];
+    match pgrepl::status_batch(&backup_db, &more).await.unwrap() {
+        (Status::Standby(s), answers) => {
+            assert_eq!(s.receiver_status.as_deref(), Some("streaming"));
+            assert_eq!(s.slot_name.as_deref(), Some("vps_clientes_1"));
+            assert_eq!(
+                answers[0].as_ref().unwrap(),
+                &vec![vec![Some("200".into())]]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match pgrepl::status_batch(&p.vps_ctl.psql("postgres"), &more)
+        .await
+        .unwrap()
+    {
+        (Status::Primary(s), answers) => {
+            assert_eq!(s.replicas.len(), 1);
+            assert_eq!(s.replicas[0].state, "streaming");
+            assert!(s.replicas[0].lag_bytes.is_some());
+            let slot = s
+                .slots
+                .iter()
+                .find(|sl| sl.name == "vps_clientes_1")
+                .unwrap();
+            assert!(slot.active && slot.retained_bytes.is_some());
+            assert_eq!(answers.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
 
     // Failover: promote the backup; it takes writes.
     match promote(&backup_db, Duration::from_secs(60)).await.unwrap() {
