@@ -104,3 +104,100 @@ fn status_of_all_uses_the_syncs_look_at_the_vps_and_status_name_asks_now() {
     });
     w.vps.start().unwrap();
 }
+
+/// Every file under `dir`, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// This server's side, read in one go per question round (`pgrepl::Psql::batch`): the
+/// Odoo databases found among others, a file missing and one damaged here counted in their
+/// database, and a standby that stops reported as down, not as an unreadable filestore.
+#[test]
+fn status_reads_the_cluster_and_the_files_here() {
+    let mut sb = sandbox::Sandbox::new().unwrap();
+    let w = sandbox::vps_world(&mut sb, 20).unwrap();
+    let cfg = failover::Config::load(&w.config).unwrap();
+    // A database that is not Odoo's: not audited, no problem.
+    w.vps.psql("postgres", "CREATE DATABASE notes").unwrap();
+    let out = Command::new(binary())
+        .arg("-c")
+        .arg(&w.config)
+        .args(["protect", "vps1", "--restart-vps"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = cfg.backup.root.join("vps1/data_dir/filestore/clientes");
+    wait("the first sync pass", 60, || {
+        let s = status(&w.config, &["vps1"]);
+        s["files"]["last_sync"].is_u64() && s["files"]["missing"] == 0
+    });
+    let s = status(&w.config, &["vps1"]);
+    assert_eq!(s["role"], "standby", "{s}");
+    assert_eq!(s["db"]["receiver"], "streaming", "{s}");
+    assert_eq!(
+        s["files"]["missing_by_db"],
+        serde_json::json!([["clientes", 0]]),
+        "{s}"
+    );
+    assert!(!codes(&s).contains(&"files-unaudited".to_owned()), "{s}");
+
+    // The syncs paused (they would fetch the file again at once): one file gone, one cut.
+    std::fs::write(cfg.backup.state_dir.join("vps1/syncs.paused"), "test\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let files = files_under(&store);
+    assert!(files.len() >= 2, "{files:?}");
+    std::fs::remove_file(&files[0]).unwrap();
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&files[1])
+        .unwrap();
+    let len = cut.metadata().unwrap().len();
+    cut.set_len(len / 2).unwrap();
+    let s = status(&w.config, &[]);
+    assert_eq!(s["files"]["missing"], 1, "{s}");
+    assert_eq!(
+        s["files"]["missing_by_db"],
+        serde_json::json!([["clientes", 1]]),
+        "{s}"
+    );
+    assert_eq!(s["files"]["wrong_size"], 1, "{s}");
+    for code in ["files-missing", "files-damaged"] {
+        assert!(codes(&s).contains(&code.to_owned()), "{code}: {s}");
+    }
+
+    // The standby stops: down, said once, and its files not called unreadable.
+    let data = cfg.backup.clusters_dir.clone().unwrap().join("vps1/data");
+    let stop = Command::new("runuser")
+        .args(["-u", &cfg.backup.pg_os_user, "--"])
+        .arg(cfg.backup.pg_bindir.join("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-m", "fast", "-w", "stop"])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    let s = status(&w.config, &["vps1"]);
+    assert_eq!(s["role"], "down", "{s}");
+    let c = codes(&s);
+    assert!(c.contains(&"standby-down".to_owned()), "{s}");
+    assert!(!c.contains(&"files-unaudited".to_owned()), "{s}");
+    assert!(!c.contains(&"standby-unreadable".to_owned()), "{s}");
+}

@@ -400,9 +400,7 @@ async fn local(f: &mut Found<'_>) {
             format!("apt install postgresql-{} (or set backup.pg_version / pg_bindir to the one installed)", b.pg_version),
         );
     }
-    if let Some(d) =
-        crate::status::disk(env, &[env.standby.data_dir(), env.layout.data_dir()]).await
-    {
+    if let Some(d) = crate::status::disk(&[env.standby.data_dir(), env.layout.data_dir()]).await {
         let used = 100.0 - d.free_bytes as f64 * 100.0 / (d.size_bytes.max(1)) as f64;
         let detail = format!(
             "{} free of {} on the disk of {}",

@@ -32,6 +32,14 @@ pub struct Service {
 pub trait Supervisor: Send + Sync {
     /// Whether it runs.
     async fn is_active(&self, s: &Service) -> Result<bool>;
+    /// Whether each runs, in one question where the manager allows it (systemd does).
+    async fn are_active(&self, services: &[Service]) -> Result<Vec<bool>> {
+        let mut v = Vec::with_capacity(services.len());
+        for s in services {
+            v.push(self.is_active(s).await?);
+        }
+        Ok(v)
+    }
     /// Enables and starts it (nothing when it runs).
     async fn start(&self, s: &Service) -> Result<()>;
     /// Stops and disables it (nothing when it does not run).
@@ -78,6 +86,16 @@ impl Supervisor for Systemd {
         odoo_instance::unit::is_active(self.host.as_ref(), &s.unit)
             .await
             .map_err(unit_err(format!("asking systemd about {}", s.unit)))
+    }
+
+    async fn are_active(&self, services: &[Service]) -> Result<Vec<bool>> {
+        let units: Vec<&str> = services.iter().map(|s| s.unit.as_str()).collect();
+        odoo_instance::unit::are_active(self.host.as_ref(), &units)
+            .await
+            .map_err(unit_err(format!(
+                "asking systemd about {}",
+                units.join(", ")
+            )))
     }
 
     async fn start(&self, s: &Service) -> Result<()> {

@@ -342,27 +342,153 @@ fn log_hint(env: &Env) -> String {
     }
 }
 
-/// Free space on the filesystems of `paths` (the least), by `df`.
-pub(crate) async fn disk(env: &Env, paths: &[std::path::PathBuf]) -> Option<DiskHealth> {
-    let spec = host::CommandSpec::new("df")
-        .args(["-P", "-B1"])
-        .args(paths.iter().map(|p| p.display().to_string()))
-        .asks()
-        .timeout(Duration::from_secs(10));
-    let out = env.local.run_unchecked(&spec).await.ok()?;
-    out.stdout_text()
-        .lines()
-        .skip(1)
-        .zip(paths)
-        .filter_map(|(l, p)| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(DiskHealth {
-                path: p.display().to_string(),
-                size_bytes: f.get(1)?.parse().ok()?,
-                free_bytes: f.get(3)?.parse().ok()?,
+/// Free space on the filesystems of `paths` (the least), measured as `df` does.
+pub(crate) async fn disk(paths: &[std::path::PathBuf]) -> Option<DiskHealth> {
+    let paths = paths.to_vec();
+    // statvfs(3), as df does, without starting df: a hung network filesystem blocks its
+    // thread, not status (10 s).
+    let measure = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .filter_map(|p| {
+                let (size_bytes, free_bytes) = statvfs(p)?;
+                Some(DiskHealth {
+                    path: p.display().to_string(),
+                    size_bytes,
+                    free_bytes,
+                })
             })
-        })
-        .min_by_key(|d| d.free_bytes)
+            .min_by_key(|d| d.free_bytes)
+    });
+    tokio::time::timeout(Duration::from_secs(10), measure)
+        .await
+        .ok()?
+        .ok()?
+}
+
+/// The size of the filesystem of `path` and the bytes free on it for an unprivileged writer
+/// (df's "Available"); `None` when it cannot be measured.
+fn statvfs(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `st` a buffer of the struct statvfs fills.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    // u64 on 64-bit Linux; the conversion keeps 32-bit builds right.
+    #[allow(clippy::useless_conversion)]
+    let (unit, blocks, avail) = (
+        u64::from(st.f_frsize),
+        u64::from(st.f_blocks),
+        u64::from(st.f_bavail),
+    );
+    Some((blocks.saturating_mul(unit), avail.saturating_mul(unit)))
+}
+
+/// What status reads of the cluster here, in two psql processes (one when it does not
+/// answer, and then pg_ctl or pg_lsclusters says whether it runs): its status with its
+/// databases, then each Odoo database's referenced files. Before, each question was a psql
+/// of its own: six programs and their `runuser`s per instance, which on two cores were most
+/// of a fleet's `status`. `None`: it does not run.
+struct Here {
+    status: Option<pgrepl::Result<pgrepl::Status>>,
+    /// Per Odoo database, or why they could not be audited.
+    audits: Option<std::result::Result<Vec<filesync::audit::AuditReport>, String>>,
+}
+
+async fn here(env: &Env) -> Here {
+    use filesync::audit::{audit_rows, AUDIT_SQL};
+    use filesync::watch::{DATABASES_SQL, IS_ODOO_SQL};
+    use pgrepl::Stmt;
+    let configured = &env.inst.databases;
+    let list: Vec<Stmt> = if configured.is_empty() {
+        vec![Stmt::here(DATABASES_SQL)]
+    } else {
+        Vec::new()
+    };
+    let psql = env.standby_sql("postgres");
+    let (status, answers) = match pgrepl::status_batch(&psql, &list).await {
+        Ok(v) => v,
+        Err(e) => {
+            // No answer: a cluster that does not run, or one that refuses us.
+            if !env.standby.is_running().await.unwrap_or(false) {
+                return Here {
+                    status: None,
+                    audits: None,
+                };
+            }
+            return Here {
+                audits: Some(Err(chain(&e))),
+                status: Some(Err(e)),
+            };
+        }
+    };
+    let audits = async {
+        // The configured databases, or the listed ones that are Odoo's (asked on each, as
+        // the sync's discovery does, before their files).
+        let (dbs, listed) = match answers.into_iter().next() {
+            None => (configured.clone(), false),
+            Some(rows) => (
+                rows.map_err(|e| format!("listing the databases: {}", chain(&e)))?
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next().flatten())
+                    .collect::<Vec<_>>(),
+                true,
+            ),
+        };
+        let mut stmts = Vec::new();
+        for db in &dbs {
+            if listed {
+                stmts.push(Stmt::on(db, IS_ODOO_SQL));
+                stmts.push(Stmt::here(AUDIT_SQL));
+            } else {
+                stmts.push(Stmt::on(db, AUDIT_SQL));
+            }
+        }
+        if stmts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut answers = psql
+            .batch(&stmts)
+            .await
+            .map_err(|e| format!("auditing the filestore: {}", chain(&e)))?
+            .into_iter();
+        let fs = env.layout.data_dir().join("filestore");
+        let mut reports = Vec::new();
+        for db in dbs {
+            let failed = |e: &pgrepl::PgreplError| format!("auditing {db}: {}", chain(e));
+            if listed {
+                match answers.next() {
+                    Some(Ok(r)) if r == [vec![Some("t".to_owned())]] => {}
+                    Some(Err(e)) => return Err(failed(&e)),
+                    // Not an Odoo database: its audit failed as it should, skipped.
+                    _ => {
+                        answers.next();
+                        continue;
+                    }
+                }
+            }
+            let rows = match answers.next() {
+                Some(Ok(rows)) => rows,
+                Some(Err(e)) => return Err(failed(&e)),
+                None => return Err(format!("auditing {db}: psql gave no answer")),
+            };
+            let report = audit_rows(&db, &fs, rows, false)
+                .await
+                .map_err(|e| format!("auditing {db}: {}", chain(&e)))?;
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+    .await;
+    Here {
+        status: Some(Ok(status)),
+        audits: Some(audits),
+    }
 }
 
 /// The status of the instance of `env`, everything asked now. Never fails: what cannot be
@@ -381,24 +507,24 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
     let mut db = DbHealth::default();
     let mut vps_role = None;
     let mut vps_odoo_unit = None;
-    let running = env.standby.is_running().await.unwrap_or(false);
+    let here = here(env).await;
     let label = env.standby.label();
-    let role = if !running {
-        problems.push(Problem::critical(
-            "standby-down",
-            format!("the cluster {label} here is not running"),
-            format!(
-                "start it ({}), then `odoo-standby status {name}`",
-                start_hint(env)
-            ),
-        ));
-        "down".to_owned()
-    } else {
-        match pgrepl::status(&env.standby_sql("postgres")).await {
-            Ok(pgrepl::Status::Standby(s)) => {
-                db.receiver = s.receiver_status.clone();
-                if s.receiver_status.as_deref() != Some("streaming") {
-                    problems.push(Problem::critical(
+    let role = match here.status {
+        None => {
+            problems.push(Problem::critical(
+                "standby-down",
+                format!("the cluster {label} here is not running"),
+                format!(
+                    "start it ({}), then `odoo-standby status {name}`",
+                    start_hint(env)
+                ),
+            ));
+            "down".to_owned()
+        }
+        Some(Ok(pgrepl::Status::Standby(s))) => {
+            db.receiver = s.receiver_status.clone();
+            if s.receiver_status.as_deref() != Some("streaming") {
+                problems.push(Problem::critical(
                         "not-streaming",
                         format!(
                             "the standby does not stream (receiver: {})",
@@ -406,16 +532,16 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
                         ),
                         format!("read the cluster's log here ({}); `odoo-standby protect {name}` checks and repairs the setup", log_hint(env)),
                     ));
-                }
-                "standby".to_owned()
             }
-            Ok(pgrepl::Status::Primary(p)) => {
-                // After a switchover the VPS's cluster follows this one through the failback
-                // slot: production is protected, only not at home.
-                let slot = env.failback_slot();
-                let follows = p.slots.iter().any(|s| s.name == slot && s.active);
-                if follows || crate::vps::switched_over(env) {
-                    problems.push(Problem::warning(
+            "standby".to_owned()
+        }
+        Some(Ok(pgrepl::Status::Primary(p))) => {
+            // After a switchover the VPS's cluster follows this one through the failback
+            // slot: production is protected, only not at home.
+            let slot = env.failback_slot();
+            let follows = p.slots.iter().any(|s| s.name == slot && s.active);
+            if follows || crate::vps::switched_over(env) {
+                problems.push(Problem::warning(
                         "switched-over",
                         format!(
                             "switched over: production runs here, {}{}",
@@ -428,26 +554,25 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
                         ),
                         format!("`odoo-standby failback {name}` when the work on the VPS is done"),
                     ));
-                } else {
-                    problems.push(Problem::warning(
-                        "failed-over",
-                        "failed over: production runs here and is not protected",
-                        format!("`odoo-standby failback {name}` when the VPS is back"),
-                    ));
-                }
-                "primary".to_owned()
-            }
-            Err(e) => {
-                problems.push(Problem::critical(
-                    "standby-unreadable",
-                    format!("cannot read the cluster here: {}", chain(&e)),
-                    format!(
-                        "check that {label} accepts local connections as {}",
-                        env.cfg.backup.pg_os_user
-                    ),
+            } else {
+                problems.push(Problem::warning(
+                    "failed-over",
+                    "failed over: production runs here and is not protected",
+                    format!("`odoo-standby failback {name}` when the VPS is back"),
                 ));
-                "down".to_owned()
             }
+            "primary".to_owned()
+        }
+        Some(Err(e)) => {
+            problems.push(Problem::critical(
+                "standby-unreadable",
+                format!("cannot read the cluster here: {}", chain(&e)),
+                format!(
+                    "check that {label} accepts local connections as {}",
+                    env.cfg.backup.pg_os_user
+                ),
+            ));
+            "down".to_owned()
         }
     };
     // A stopped standby still has its slot on the VPS, holding WAL: read it too.
@@ -518,11 +643,7 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
         }
     }
     let mut files = FilesHealth::default();
-    if running {
-        let audited = match env.databases_here().await {
-            Ok(dbs) => audit(env, dbs).await,
-            Err(e) => Err(e),
-        };
+    if let Some(audited) = here.audits {
         match audited {
             Ok(v) => {
                 files.missing = v.iter().map(|r| r.missing.len()).sum();
@@ -531,7 +652,7 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
             }
             Err(e) => problems.push(Problem::warning(
                 "files-unaudited",
-                format!("cannot audit the filestore: {}", chain(&e)),
+                format!("cannot audit the filestore: {e}"),
                 "check the databases here answer and the filestore folder is readable",
             )),
         }
@@ -611,16 +732,15 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
     files.unrepaired = st.unrepaired;
     files.damaged_waiting = st.damaged;
     let sync_unit = env.sync_service().unit;
-    let odoo = env
+    let (odoo, syncs) = match env
         .here
-        .is_active(&env.odoo_service())
+        .are_active(&[env.odoo_service(), env.sync_service()])
         .await
-        .unwrap_or(false);
-    let syncs = env
-        .here
-        .is_active(&env.sync_service())
-        .await
-        .unwrap_or(false);
+        .as_deref()
+    {
+        Ok([odoo, syncs]) => (*odoo, *syncs),
+        _ => (false, false),
+    };
     if role == "standby" {
         if let Some(e) = &files.last_error {
             problems.push(Problem::warning(
@@ -694,7 +814,7 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
             problems.push(p);
         }
     }
-    let disk = disk(env, &[env.standby.data_dir(), env.layout.data_dir()]).await;
+    let disk = disk(&[env.standby.data_dir(), env.layout.data_dir()]).await;
     if let Some(d) = &disk {
         if d.size_bytes > 0 {
             let used = 100.0 - d.free_bytes as f64 * 100.0 / d.size_bytes as f64;

@@ -53,10 +53,25 @@ pub async fn audit(
     filestore: &Path,
     verify: bool,
 ) -> Result<AuditReport> {
-    let rows = standby
-        .query("SELECT store_fname, max(file_size) FROM ir_attachment WHERE store_fname IS NOT NULL GROUP BY store_fname")
-        .await
-        .map_err(|e| SyncError::Db { db: db.to_owned(), source: Box::new(e) })?;
+    let rows = standby.query(AUDIT_SQL).await.map_err(|e| SyncError::Db {
+        db: db.to_owned(),
+        source: Box::new(e),
+    })?;
+    audit_rows(db, filestore, rows, verify).await
+}
+
+/// What [`audit`] asks the database: every referenced file's name and size. For a caller
+/// that asks it with other questions in one go ([`pgrepl::Psql::batch`]), then hands the
+/// rows to [`audit_rows`].
+pub const AUDIT_SQL: &str = "SELECT store_fname, max(file_size) FROM ir_attachment WHERE store_fname IS NOT NULL GROUP BY store_fname";
+
+/// [`audit`] of rows already read with [`AUDIT_SQL`].
+pub async fn audit_rows(
+    db: &str,
+    filestore: &Path,
+    rows: Vec<pgrepl::Row>,
+    verify: bool,
+) -> Result<AuditReport> {
     let root = filestore.join(db);
     let db = db.to_owned();
     // Every referenced file is stat-ed (and read, with verify): disk work, off the runtime.

@@ -53,6 +53,13 @@ pub async fn databases_or(standby: &dyn Standby, only: &[String]) -> Result<Vec<
     }
 }
 
+/// The databases [`odoo_databases`] considers (asked on `postgres`): those one may connect
+/// to, not templates, not `postgres`.
+pub const DATABASES_SQL: &str = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres' ORDER BY 1";
+
+/// Whether a database is Odoo's (asked on it): it has `ir_attachment`. `t` or `f`.
+pub const IS_ODOO_SQL: &str = "SELECT to_regclass('public.ir_attachment') IS NOT NULL";
+
 /// Every database of the standby (except templates and `postgres`) that has an
 /// `ir_attachment` table: the Odoo databases. The one discovery both the command and the sync
 /// service use.
@@ -63,7 +70,7 @@ pub async fn odoo_databases(standby: &dyn Standby) -> Result<Vec<String>> {
     };
     let list = standby.database("postgres").await?;
     let rows = list
-        .query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres' ORDER BY 1")
+        .query(DATABASES_SQL)
         .await
         .map_err(|e| db(e, "postgres"))?;
     let mut out = Vec::new();
@@ -75,13 +82,10 @@ pub async fn odoo_databases(standby: &dyn Standby) -> Result<Vec<String>> {
         let Ok(conn) = standby.database(&name).await else {
             continue;
         };
-        let has = pgrepl::query_value(
-            conn.as_ref(),
-            "SELECT to_regclass('public.ir_attachment') IS NOT NULL",
-        )
-        .await
-        .ok()
-        .flatten();
+        let has = pgrepl::query_value(conn.as_ref(), IS_ODOO_SQL)
+            .await
+            .ok()
+            .flatten();
         if has.as_deref() == Some("t") {
             out.push(name);
         }

@@ -181,6 +181,42 @@ pub async fn is_active(host: &dyn Host, unit_name: &str) -> Result<bool> {
     Ok(out.status.success())
 }
 
+/// Whether each unit runs, asked in one `systemctl is-active` (it prints one state per
+/// unit, in order): `status` of a fleet asks two units per instance.
+pub async fn are_active(host: &dyn Host, units: &[&str]) -> Result<Vec<bool>> {
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = host
+        .run_unchecked(
+            &CommandSpec::new("systemctl")
+                .arg("is-active")
+                .args(units.iter().copied())
+                .asks(),
+        )
+        .await
+        .map_err(InstanceError::host(format!(
+            "asking systemd about {}",
+            units.join(", ")
+        )))?;
+    active_states(&out.stdout_text(), units.len()).ok_or_else(|| InstanceError::Invalid {
+        what: "systemctl is-active's answer".into(),
+        reason: format!(
+            "{} line(s) for {} unit(s): {}",
+            out.stdout_text().lines().count(),
+            units.len(),
+            out.stderr_text().trim()
+        ),
+    })
+}
+
+/// One state per line, `active` the only running one (`activating`, `reloading` and the
+/// rest are not yet or no longer serving, as `is-active --quiet` says).
+fn active_states(text: &str, n: usize) -> Option<Vec<bool>> {
+    let v: Vec<bool> = text.lines().map(|l| l.trim() == "active").collect();
+    (v.len() == n).then_some(v)
+}
+
 /// Stops and disables the unit (and, `linked`, removes its link and reloads); nothing to do
 /// when systemd does not know it. A unit file of ours stays in the instance folder.
 pub async fn remove(host: &dyn Host, unit_name: &str, linked: bool) -> Result<()> {
@@ -193,4 +229,18 @@ pub async fn remove(host: &dyn Host, unit_name: &str, linked: bool) -> Result<()
             .map_err(InstanceError::host(format!("removing {unit_name}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_active_lines_are_read_in_order() {
+        assert_eq!(
+            active_states("active\ninactive\nactivating\n", 3),
+            Some(vec![true, false, false])
+        );
+        assert_eq!(active_states("active\n", 2), None);
+    }
 }
