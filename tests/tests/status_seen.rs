@@ -24,6 +24,21 @@ fn status(config: &Path, args: &[&str]) -> serde_json::Value {
     v[0].clone()
 }
 
+/// `protect vps1 --restart-vps`, which must succeed.
+fn protect(config: &Path) {
+    let out = Command::new(binary())
+        .arg("-c")
+        .arg(config)
+        .args(["protect", "vps1", "--restart-vps"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn codes(s: &serde_json::Value) -> Vec<String> {
     s["problems"]
         .as_array()
@@ -46,17 +61,7 @@ fn status_of_all_uses_the_syncs_look_at_the_vps_and_status_name_asks_now() {
     let w = sandbox::vps_world(&mut sb, 20).unwrap();
     let cfg = failover::Config::load(&w.config).unwrap();
     let look: PathBuf = cfg.backup.state_dir.join("vps1/sync/vps.json");
-    let out = Command::new(binary())
-        .arg("-c")
-        .arg(&w.config)
-        .args(["protect", "vps1", "--restart-vps"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    protect(&w.config);
     wait("the sync's first look at the VPS", 60, || look.exists());
 
     // All instances: the VPS's side from the look, its age said.
@@ -133,17 +138,7 @@ fn status_reads_the_cluster_and_the_files_here() {
     let cfg = failover::Config::load(&w.config).unwrap();
     // A database that is not Odoo's: not audited, no problem.
     w.vps.psql("postgres", "CREATE DATABASE notes").unwrap();
-    let out = Command::new(binary())
-        .arg("-c")
-        .arg(&w.config)
-        .args(["protect", "vps1", "--restart-vps"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    protect(&w.config);
     let store = cfg.backup.root.join("vps1/data_dir/filestore/clientes");
     wait("the first sync pass", 60, || {
         let s = status(&w.config, &["vps1"]);
