@@ -11,6 +11,11 @@ use std::process::Command;
 use odoo_standby_tests::{binary, wait};
 
 fn status(config: &Path, args: &[&str]) -> serde_json::Value {
+    statuses(config, args)[0].clone()
+}
+
+/// `status ARGS --json`: every instance's.
+fn statuses(config: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(binary())
         .arg("-c")
         .arg(config)
@@ -21,15 +26,20 @@ fn status(config: &Path, args: &[&str]) -> serde_json::Value {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    v[0].clone()
+    v
 }
 
 /// `protect vps1 --restart-vps`, which must succeed.
 fn protect(config: &Path) {
+    protect_one(config, "vps1");
+}
+
+/// `protect NAME --restart-vps`, which must succeed.
+fn protect_one(config: &Path, name: &str) {
     let out = Command::new(binary())
         .arg("-c")
         .arg(config)
-        .args(["protect", "vps1", "--restart-vps"])
+        .args(["protect", name, "--restart-vps"])
         .output()
         .unwrap();
     assert!(
@@ -179,7 +189,24 @@ fn status_reads_the_cluster_and_the_files_here() {
     }
 
     // The standby stops: down, said once, and its files not called unreadable.
-    let data = cfg.backup.clusters_dir.clone().unwrap().join("vps1/data");
+    stop_standby(&cfg, "vps1");
+    let s = status(&w.config, &["vps1"]);
+    assert_eq!(s["role"], "down", "{s}");
+    let c = codes(&s);
+    assert!(c.contains(&"standby-down".to_owned()), "{s}");
+    assert!(!c.contains(&"files-unaudited".to_owned()), "{s}");
+    assert!(!c.contains(&"standby-unreadable".to_owned()), "{s}");
+}
+
+/// Stops the standby cluster of `name` here (pg_ctl, fast).
+fn stop_standby(cfg: &failover::Config, name: &str) {
+    let data = cfg
+        .backup
+        .clusters_dir
+        .clone()
+        .unwrap()
+        .join(name)
+        .join("data");
     let stop = Command::new("runuser")
         .args(["-u", &cfg.backup.pg_os_user, "--"])
         .arg(cfg.backup.pg_bindir.join("pg_ctl"))
@@ -189,10 +216,73 @@ fn status_reads_the_cluster_and_the_files_here() {
         .output()
         .unwrap();
     assert!(stop.status.success(), "{stop:?}");
-    let s = status(&w.config, &["vps1"]);
-    assert_eq!(s["role"], "down", "{s}");
-    let c = codes(&s);
-    assert!(c.contains(&"standby-down".to_owned()), "{s}");
-    assert!(!c.contains(&"files-unaudited".to_owned()), "{s}");
-    assert!(!c.contains(&"standby-unreadable".to_owned()), "{s}");
+}
+
+/// `status` of several instances reads every standby here at once (two psql processes for
+/// the fleet, `pgrepl::batch_many`): the first instance's standby stopped does not hide the
+/// second's status or files (the batch goes on after it), and each instance's answer is the
+/// one `status NAME` gives alone.
+#[test]
+fn status_of_a_fleet_reads_every_standby_here_at_once() {
+    let mut sb = sandbox::Sandbox::new().unwrap();
+    let w = sandbox::vps_world(&mut sb, 20).unwrap();
+    w.add_instance("vps2").unwrap();
+    let cfg = failover::Config::load(&w.config).unwrap();
+    protect_one(&w.config, "vps1");
+    protect_one(&w.config, "vps2");
+    wait("both instances' first sync pass", 90, || {
+        let all = statuses(&w.config, &[]);
+        all.as_array().unwrap().len() == 2
+            && all
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["files"]["last_sync"].is_u64() && s["files"]["missing"] == 0)
+    });
+    // vps2's syncs paused and one of its files gone; vps1's standby stopped.
+    std::fs::write(cfg.backup.state_dir.join("vps2/syncs.paused"), "test\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let store = cfg.backup.root.join("vps2/data_dir/filestore/clientes");
+    let files = files_under(&store);
+    assert!(!files.is_empty(), "{}", store.display());
+    std::fs::remove_file(&files[0]).unwrap();
+    stop_standby(&cfg, "vps1");
+
+    let all = statuses(&w.config, &[]);
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    let (one, two) = (&all[0], &all[1]);
+    assert_eq!(one["name"], "vps1", "{one}");
+    assert_eq!(one["role"], "down", "{one}");
+    assert!(codes(one).contains(&"standby-down".to_owned()), "{one}");
+    assert!(!codes(one).contains(&"files-unaudited".to_owned()), "{one}");
+    assert_eq!(two["name"], "vps2", "{two}");
+    assert_eq!(two["role"], "standby", "{two}");
+    assert_eq!(two["db"]["receiver"], "streaming", "{two}");
+    assert_eq!(
+        two["files"]["missing_by_db"],
+        serde_json::json!([["clientes", 1]]),
+        "{two}"
+    );
+    assert_eq!(two["syncs"], "active", "{two}");
+    // This server's side is the same as each asked alone (the VPS's side, asked now there,
+    // and the sync's last pass move between the two runs: not compared).
+    for (fleet, name) in [(one, "vps1"), (two, "vps2")] {
+        let alone = status(&w.config, &[name]);
+        for key in [
+            "/role",
+            "/db/receiver",
+            "/files/missing",
+            "/files/missing_by_db",
+            "/files/wrong_size",
+            "/odoo_unit",
+            "/syncs",
+        ] {
+            assert_eq!(
+                fleet.pointer(key),
+                alone.pointer(key),
+                "{name} {key}: fleet {fleet} alone {alone}"
+            );
+        }
+    }
 }

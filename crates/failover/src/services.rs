@@ -3,7 +3,7 @@
 //! the sandbox (plain processes with pid files; it has no systemd). Clusters go through
 //! `pgrepl::Cluster` (postgresql-common or `pg_ctl`), the same way.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,12 @@ pub struct Service {
 pub trait Supervisor: Send + Sync {
     /// Whether it runs.
     async fn is_active(&self, s: &Service) -> Result<bool>;
+    /// Whether this supervisor answers for every service of its machine, whichever
+    /// instance made it (systemd does; a supervised instance knows only the pid files of its
+    /// own run directory): then one [`Supervisor::are_active`] can ask about a whole fleet.
+    fn machine_wide(&self) -> bool {
+        false
+    }
     /// Whether each runs, in one question where the manager allows it (systemd does).
     async fn are_active(&self, services: &[Service]) -> Result<Vec<bool>> {
         let mut v = Vec::with_capacity(services.len());
@@ -82,6 +88,10 @@ fn unit_err(what: String) -> impl FnOnce(odoo_instance::InstanceError) -> Failov
 
 #[async_trait]
 impl Supervisor for Systemd {
+    fn machine_wide(&self) -> bool {
+        true
+    }
+
     async fn is_active(&self, s: &Service) -> Result<bool> {
         odoo_instance::unit::is_active(self.host.as_ref(), &s.unit)
             .await
@@ -190,26 +200,21 @@ impl Supervised {
         let Ok(pid) = text.parse::<u32>() else {
             return Ok(None);
         };
-        let out = self
+        // A process that ended (its /proc entry gone or unreadable) does not run; a zombie
+        // has an empty command line: it is not running any more.
+        let Ok(cmdline) = self
             .host
-            .run_unchecked(
-                &CommandSpec::new("cat")
-                    .arg(format!("/proc/{pid}/cmdline"))
-                    .asks(),
-            )
+            .read_file(Path::new(&format!("/proc/{pid}/cmdline")))
             .await
-            .map_err(failed(
-                "reading a process's command line".into(),
-                self.host.as_ref(),
-            ))?;
-        // A zombie has an empty command line: it is not running any more.
-        let argv: Vec<String> = out
-            .stdout
+        else {
+            return Ok(None);
+        };
+        let argv: Vec<String> = cmdline
             .split(|b| *b == 0)
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        Ok((out.status.success() && argv == s.argv).then_some(pid))
+        Ok((argv == s.argv).then_some(pid))
     }
 }
 

@@ -229,21 +229,37 @@ pub const STATUS_PARALLEL: usize = 8;
 /// `status-timeout` problem (severity unknown) and the others are not held up by it beyond
 /// its place in the queue. What appeared or cleared since the last status is recorded as
 /// events (`events::note_problems`).
+///
+/// With several instances, this server's side of all of them (each standby's status and
+/// files, each instance's units) is read first, at once ([`here_all`]: two psql processes
+/// for the fleet instead of two per instance), within `limit`; when that does not end in
+/// time, each instance reads its own as for one. `checked_in_seconds` then counts the
+/// instance's own checks after it.
 pub async fn status_all(
     envs: Vec<Env>,
     limit: Duration,
     parallel: usize,
     use_seen: bool,
 ) -> Vec<InstanceStatus> {
+    let mut pre: Vec<Option<Read>> = if envs.len() > 1 {
+        match tokio::time::timeout(limit, here_all(&envs)).await {
+            Ok(all) => all.into_iter().map(Some).collect(),
+            Err(_) => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    pre.resize_with(envs.len(), || None);
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let tasks: Vec<_> = envs
         .into_iter()
-        .map(|env| {
+        .zip(pre)
+        .map(|(env, pre)| {
             let name = env.name().to_owned();
             let gate = gate.clone();
             let task = tokio::spawn(async move {
                 let _turn = gate.acquire_owned().await;
-                let s = tokio::time::timeout(limit, status_with(&env, use_seen))
+                let s = tokio::time::timeout(limit, status_from(&env, use_seen, pre))
                     .await
                     .ok();
                 (env, s)
@@ -389,6 +405,10 @@ fn statvfs(path: &std::path::Path) -> Option<(u64, u64)> {
     Some((blocks.saturating_mul(unit), avail.saturating_mul(unit)))
 }
 
+/// This server's side of an instance read by [`here_all`]: the cluster and files, and the
+/// (Odoo, sync) units when one question answered for all.
+type Read = (Here, Option<(bool, bool)>);
+
 /// What status reads of the cluster here, in two psql processes (one when it does not
 /// answer, and then pg_ctl or pg_lsclusters says whether it runs): its status with its
 /// databases, then each Odoo database's referenced files. Before, each question was a psql
@@ -401,93 +421,204 @@ struct Here {
 }
 
 async fn here(env: &Env) -> Here {
-    use filesync::audit::{audit_rows, AUDIT_SQL};
-    use filesync::watch::{DATABASES_SQL, IS_ODOO_SQL};
-    use pgrepl::Stmt;
-    let configured = &env.inst.databases;
-    let list: Vec<Stmt> = if configured.is_empty() {
-        vec![Stmt::here(DATABASES_SQL)]
+    let psql = env.standby_sql("postgres");
+    let first = pgrepl::status_batch(&psql, &listing(env)).await;
+    let audit = match after_status(env, first).await {
+        Next::Done(h) => return h,
+        Next::Audit(a) => a,
+    };
+    let answers = if audit.stmts.is_empty() {
+        Ok(Vec::new())
+    } else {
+        psql.batch(&audit.stmts).await
+    };
+    audit.finish(env, answers).await
+}
+
+/// [`here`] of every instance, in as few psql processes as [`pgrepl::batch_many`] can:
+/// all the standbys' status and database lists in one, then all their Odoo databases'
+/// files in another (one more for each standby that does not answer). And each instance's
+/// two units, in one question for all. A fleet's `status` on two cores was mostly these
+/// programs, started per instance.
+async fn here_all(envs: &[Env]) -> Vec<Read> {
+    let parts: Vec<(pgrepl::Psql, Vec<pgrepl::Stmt>)> = envs
+        .iter()
+        .map(|env| (env.standby_sql("postgres"), listing(env)))
+        .collect();
+    let firsts = pgrepl::status_many(&parts).await;
+    let mut nexts = Vec::new();
+    for (env, first) in envs.iter().zip(firsts) {
+        nexts.push(after_status(env, first).await);
+    }
+    let audits: Vec<(pgrepl::Psql, Vec<pgrepl::Stmt>)> = envs
+        .iter()
+        .zip(&nexts)
+        .filter_map(|(env, n)| match n {
+            Next::Audit(a) => Some((env.standby_sql("postgres"), a.stmts.clone())),
+            Next::Done(_) => None,
+        })
+        .collect();
+    let mut answers = pgrepl::batch_many(&audits).await.into_iter();
+    let mut heres = Vec::new();
+    for (env, next) in envs.iter().zip(nexts) {
+        heres.push(match next {
+            Next::Done(h) => h,
+            Next::Audit(a) => {
+                let got = answers.next().unwrap_or_else(|| Ok(Vec::new()));
+                a.finish(env, got).await
+            }
+        });
+    }
+    // Both units of every instance in one question, where one supervisor answers for the
+    // machine (systemd); `None` when it cannot or the question fails: each instance then
+    // asks its own.
+    let services: Vec<_> = envs
+        .iter()
+        .flat_map(|e| [e.odoo_service(), e.sync_service()])
+        .collect();
+    let units = match envs.first() {
+        Some(env) if envs.iter().all(|e| e.here.machine_wide()) => {
+            env.here.are_active(&services).await.ok()
+        }
+        _ => None,
+    }
+    .filter(|v| v.len() == services.len());
+    heres
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let u = units
+                .as_ref()
+                .and_then(|v| Some((*v.get(2 * i)?, *v.get(2 * i + 1)?)));
+            (h, u)
+        })
+        .collect()
+}
+
+/// The statement that lists the cluster's databases, when the instance does not name them.
+fn listing(env: &Env) -> Vec<pgrepl::Stmt> {
+    if env.inst.databases.is_empty() {
+        vec![pgrepl::Stmt::here(filesync::watch::DATABASES_SQL)]
     } else {
         Vec::new()
-    };
-    let psql = env.standby_sql("postgres");
-    let (status, answers) = match pgrepl::status_batch(&psql, &list).await {
+    }
+}
+
+/// What [`here`] does after the cluster's status: nothing more (it does not answer), or
+/// audit its databases.
+enum Next {
+    Done(Here),
+    Audit(Audit),
+}
+
+/// The audit of a cluster's Odoo databases, asked after its status.
+struct Audit {
+    status: pgrepl::Status,
+    /// The databases, and whether they were listed (each then asked whether it is Odoo's)
+    /// or configured; `Err` when the list failed.
+    dbs: std::result::Result<(Vec<String>, bool), String>,
+    stmts: Vec<pgrepl::Stmt>,
+}
+
+/// From the status and the database list to the audit's questions.
+async fn after_status(
+    env: &Env,
+    first: pgrepl::Result<(pgrepl::Status, Vec<pgrepl::Result<Vec<pgrepl::Row>>>)>,
+) -> Next {
+    use filesync::audit::AUDIT_SQL;
+    use filesync::watch::IS_ODOO_SQL;
+    use pgrepl::Stmt;
+    let (status, answers) = match first {
         Ok(v) => v,
         Err(e) => {
             // No answer: a cluster that does not run, or one that refuses us.
             if !env.standby.is_running().await.unwrap_or(false) {
-                return Here {
+                return Next::Done(Here {
                     status: None,
                     audits: None,
-                };
+                });
             }
-            return Here {
+            return Next::Done(Here {
                 audits: Some(Err(chain(&e))),
                 status: Some(Err(e)),
-            };
+            });
         }
     };
-    let audits = async {
-        // The configured databases, or the listed ones that are Odoo's (asked on each, as
-        // the sync's discovery does, before their files).
-        let (dbs, listed) = match answers.into_iter().next() {
-            None => (configured.clone(), false),
-            Some(rows) => (
-                rows.map_err(|e| format!("listing the databases: {}", chain(&e)))?
+    // The configured databases, or the listed ones that are Odoo's (asked on each, as the
+    // sync's discovery does, before their files).
+    let dbs = match answers.into_iter().next() {
+        None => Ok((env.inst.databases.clone(), false)),
+        Some(rows) => rows
+            .map(|rows| {
+                let dbs = rows
                     .into_iter()
                     .filter_map(|r| r.into_iter().next().flatten())
-                    .collect::<Vec<_>>(),
-                true,
-            ),
-        };
-        let mut stmts = Vec::new();
-        for db in &dbs {
-            if listed {
+                    .collect::<Vec<_>>();
+                (dbs, true)
+            })
+            .map_err(|e| format!("listing the databases: {}", chain(&e))),
+    };
+    let mut stmts = Vec::new();
+    if let Ok((dbs, listed)) = &dbs {
+        for db in dbs {
+            if *listed {
                 stmts.push(Stmt::on(db, IS_ODOO_SQL));
                 stmts.push(Stmt::here(AUDIT_SQL));
             } else {
                 stmts.push(Stmt::on(db, AUDIT_SQL));
             }
         }
-        if stmts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut answers = psql
-            .batch(&stmts)
-            .await
-            .map_err(|e| format!("auditing the filestore: {}", chain(&e)))?
-            .into_iter();
-        let fs = env.layout.data_dir().join("filestore");
-        let mut reports = Vec::new();
-        for db in dbs {
-            let failed = |e: &pgrepl::PgreplError| format!("auditing {db}: {}", chain(e));
-            if listed {
-                match answers.next() {
-                    Some(Ok(r)) if r == [vec![Some("t".to_owned())]] => {}
-                    Some(Err(e)) => return Err(failed(&e)),
-                    // Not an Odoo database: its audit failed as it should, skipped.
-                    _ => {
-                        answers.next();
-                        continue;
+    }
+    Next::Audit(Audit { status, dbs, stmts })
+}
+
+impl Audit {
+    /// The reports from the answers to `stmts`.
+    async fn finish(
+        self,
+        env: &Env,
+        answers: pgrepl::Result<Vec<pgrepl::Result<Vec<pgrepl::Row>>>>,
+    ) -> Here {
+        let audits = async {
+            let (dbs, listed) = self.dbs?;
+            if dbs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut answers = answers
+                .map_err(|e| format!("auditing the filestore: {}", chain(&e)))?
+                .into_iter();
+            let fs = env.layout.data_dir().join("filestore");
+            let mut reports = Vec::new();
+            for db in dbs {
+                let failed = |e: &pgrepl::PgreplError| format!("auditing {db}: {}", chain(e));
+                if listed {
+                    match answers.next() {
+                        Some(Ok(r)) if r == [vec![Some("t".to_owned())]] => {}
+                        Some(Err(e)) => return Err(failed(&e)),
+                        // Not an Odoo database: its audit failed as it should, skipped.
+                        _ => {
+                            answers.next();
+                            continue;
+                        }
                     }
                 }
+                let rows = match answers.next() {
+                    Some(Ok(rows)) => rows,
+                    Some(Err(e)) => return Err(failed(&e)),
+                    None => return Err(format!("auditing {db}: psql gave no answer")),
+                };
+                let report = filesync::audit::audit_rows(&db, &fs, rows, false)
+                    .await
+                    .map_err(|e| format!("auditing {db}: {}", chain(&e)))?;
+                reports.push(report);
             }
-            let rows = match answers.next() {
-                Some(Ok(rows)) => rows,
-                Some(Err(e)) => return Err(failed(&e)),
-                None => return Err(format!("auditing {db}: psql gave no answer")),
-            };
-            let report = audit_rows(&db, &fs, rows, false)
-                .await
-                .map_err(|e| format!("auditing {db}: {}", chain(&e)))?;
-            reports.push(report);
+            Ok(reports)
         }
-        Ok(reports)
-    }
-    .await;
-    Here {
-        status: Some(Ok(status)),
-        audits: Some(audits),
+        .await;
+        Here {
+            status: Some(Ok(self.status)),
+            audits: Some(audits),
+        }
     }
 }
 
@@ -500,14 +631,22 @@ pub async fn status(env: &Env) -> InstanceStatus {
 /// [`status`]; with `use_seen`, the VPS's side is the sync service's last look when it is
 /// fresh ([`crate::seen`]; `vps_seen_age_seconds` says how old), else asked now.
 pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
+    status_from(env, use_seen, None).await
+}
+
+/// [`status_with`], this server's side already read when `pre` has it ([`here_all`]).
+async fn status_from(env: &Env, use_seen: bool, pre: Option<Read>) -> InstanceStatus {
     let clock = Instant::now();
+    let (here, units) = match pre {
+        Some((here, units)) => (here, units),
+        None => (here(env).await, None),
+    };
     let st = SyncState::load(env);
     let name = env.name().to_owned();
     let mut problems = Vec::new();
     let mut db = DbHealth::default();
     let mut vps_role = None;
     let mut vps_odoo_unit = None;
-    let here = here(env).await;
     let label = env.standby.label();
     let role = match here.status {
         None => {
@@ -732,14 +871,17 @@ pub async fn status_with(env: &Env, use_seen: bool) -> InstanceStatus {
     files.unrepaired = st.unrepaired;
     files.damaged_waiting = st.damaged;
     let sync_unit = env.sync_service().unit;
-    let (odoo, syncs) = match env
-        .here
-        .are_active(&[env.odoo_service(), env.sync_service()])
-        .await
-        .as_deref()
-    {
-        Ok([odoo, syncs]) => (*odoo, *syncs),
-        _ => (false, false),
+    let (odoo, syncs) = match units {
+        Some(u) => u,
+        None => match env
+            .here
+            .are_active(&[env.odoo_service(), env.sync_service()])
+            .await
+            .as_deref()
+        {
+            Ok([odoo, syncs]) => (*odoo, *syncs),
+            _ => (false, false),
+        },
     };
     if role == "standby" {
         if let Some(e) = &files.last_error {

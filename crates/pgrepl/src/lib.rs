@@ -74,7 +74,8 @@ pub use lsn::{Lsn, TimelineFork};
 pub use prepare::{prepare_primary, PrepareOptions, PrepareReport, Secret, REWIND_FUNCTIONS};
 pub use promote::{promote, PromoteOutcome};
 pub use rejoin::{rejoin, rewind_spec, RejoinOptions, RejoinOutcome};
-pub use sql::{execute, query_lsn, query_value, PgClient, Psql, Row, Sql, Stmt};
+pub use sql::{batch_many, execute, query_lsn, query_value, PgClient, Psql, Row, Sql, Stmt};
 pub use status::{
-    list_slots, status, status_batch, PrimaryStatus, Replica, Slot, StandbyStatus, Status,
+    list_slots, status, status_batch, status_many, PrimaryStatus, Replica, Slot, StandbyStatus,
+    Status,
 };

@@ -360,7 +360,44 @@ impl Psql {
     /// A statement whose `\connect` fails gets that error, and those after it are not run
     /// (psql ends there, as it does in a script): each gets an error that says so.
     pub async fn batch(&self, stmts: &[Stmt]) -> Result<Vec<Result<Vec<Row>>>> {
-        let (script, starts) = batch_script(stmts);
+        let items: Vec<Item<'_>> = stmts.iter().map(Item::of).collect();
+        Ok(self
+            .run_items(&items)
+            .await?
+            .into_iter()
+            .map(Answer::into_result)
+            .collect())
+    }
+
+    /// Whether `other` runs its psql the same way (same host, OS user, program and role), so
+    /// that one process can reach both servers.
+    fn runs_like(&self, other: &Psql) -> bool {
+        self.host.name() == other.host.name()
+            && self.os_user == other.os_user
+            && self.bindir == other.bindir
+            && self.user == other.user
+    }
+
+    /// The `\connect` argument to this server's database `db`, as a conninfo string (host
+    /// and port of its own: the statements before it were on another server).
+    fn conninfo(&self, db: &str) -> String {
+        let v = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut c = format!(
+            "dbname={} host={} port={}",
+            v(db),
+            v(&self.pg_host),
+            self.port
+        );
+        if let Some(u) = &self.user {
+            c.push_str(&format!(" user={}", v(u)));
+        }
+        c
+    }
+
+    /// One psql process for `items`; `Err` when it did not run or did not connect to its
+    /// first database.
+    async fn run_items(&self, items: &[Item<'_>]) -> Result<Vec<Answer>> {
+        let (script, lines) = batch_script(items);
         let out = self
             .host
             .run_unchecked(&self.spec(script.into_bytes(), false))
@@ -370,55 +407,183 @@ impl Psql {
         let stderr = out.stderr_text();
         if !stdout.starts_with(BATCH_MARK) {
             // Not even the first mark: psql did not connect (or did not start).
-            let first = stmts.first().map(|s| s.sql.as_str()).unwrap_or_default();
+            let first = items.first().map(|s| s.sql).unwrap_or_default();
             return Err(psql_error(&self.server(), first, &stderr));
         }
-        Ok(split_batch(
-            &self.server(),
-            stmts,
-            &starts,
-            &stdout,
-            &stderr,
-        ))
+        Ok(split_batch(&self.server(), items, &lines, &stdout, &stderr))
     }
 }
 
-/// The script of a batch, and the line (1-based) where each statement's part starts: its
-/// mark, its `\connect`, its SQL, on lines of their own.
-fn batch_script(stmts: &[Stmt]) -> (String, Vec<usize>) {
+/// One part's answers in [`batch_many`]: each statement's, or why its server was not reached.
+type PartAnswers = Result<Vec<Result<Vec<Row>>>>;
+
+/// Runs each part's statements on the part's own server, in as few psql processes as it
+/// can: one for all the parts whose psql runs alike (same host, OS user, program and role),
+/// started on the first one's server, every later part reached by a `\connect` to its server
+/// and database. `status` of fifty standbys here is then two psql processes, not a hundred.
+/// Each part gets its answers as [`Psql::batch`] gives them, or `Err` when its server could
+/// not be reached: psql ends there (as it does in a script), and the parts after it go on in
+/// a new process. When psql itself fails (it cannot run, or runs out of time), every part of
+/// that process gets the error.
+pub async fn batch_many(parts: &[(Psql, Vec<Stmt>)]) -> Vec<PartAnswers> {
+    let mut done: Vec<Option<PartAnswers>> = parts
+        .iter()
+        .map(|(_, stmts)| stmts.is_empty().then(|| Ok(Vec::new())))
+        .collect();
+    while let Some(lead) = done.iter().position(Option::is_none) {
+        let psql = &parts[lead].0;
+        let group: Vec<usize> = (lead..parts.len())
+            .filter(|j| done[*j].is_none() && parts[*j].0.runs_like(psql))
+            .collect();
+        let mut items = Vec::new();
+        let mut owner = Vec::new();
+        for (k, j) in group.iter().enumerate() {
+            let (part, stmts) = &parts[*j];
+            for (m, s) in stmts.iter().enumerate() {
+                let mut item = Item::of(s);
+                if m == 0 && k > 0 {
+                    let db = s.db.as_deref().unwrap_or(&part.dbname);
+                    item.connect = Some(part.conninfo(db));
+                }
+                items.push(item);
+                owner.push(*j);
+            }
+        }
+        let answers = match psql.run_items(&items).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Not connected to its first server: that part's error. Psql that could
+                // not run at all: the error of every part it carried.
+                if matches!(e, PgreplError::Host { .. }) {
+                    let why = chain(&e);
+                    for j in &group[1..] {
+                        done[*j] = Some(Err(PgreplError::State(format!(
+                            "not asked: the psql that was to ask it failed: {why}"
+                        ))));
+                    }
+                }
+                done[lead] = Some(Err(e));
+                continue;
+            }
+        };
+        let mut answers = answers.into_iter().zip(owner).peekable();
+        for j in &group {
+            let mut mine = Vec::new();
+            while let Some((a, _)) = answers.next_if(|(_, o)| o == j) {
+                mine.push(a);
+            }
+            match mine.first() {
+                Some(Answer::ConnectFailed(_)) => {
+                    if let Some(Answer::ConnectFailed(e)) = mine.into_iter().next() {
+                        done[*j] = Some(Err(e));
+                    }
+                    // The parts after it were not run: the next process takes them.
+                    break;
+                }
+                Some(Answer::NotRun(_)) => break,
+                _ => {
+                    done[*j] = Some(Ok(mine.into_iter().map(Answer::into_result).collect()));
+                }
+            }
+        }
+    }
+    done.into_iter()
+        .map(|d| d.unwrap_or_else(|| Ok(Vec::new())))
+        .collect()
+}
+
+/// An error and its sources, on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
+    }
+    text
+}
+
+/// A statement as a script runs it: the `\connect` argument before it, if any.
+struct Item<'a> {
+    connect: Option<String>,
+    sql: &'a str,
+}
+
+impl<'a> Item<'a> {
+    fn of(s: &'a Stmt) -> Self {
+        Self {
+            connect: s.db.clone(),
+            sql: &s.sql,
+        }
+    }
+}
+
+/// What a batch's statement got.
+enum Answer {
+    /// Its rows, or the error its SQL gave.
+    Ran(Result<Vec<Row>>),
+    /// Its `\connect` failed (and psql ended there).
+    ConnectFailed(PgreplError),
+    /// Psql ended before it.
+    NotRun(PgreplError),
+}
+
+impl Answer {
+    fn into_result(self) -> Result<Vec<Row>> {
+        match self {
+            Answer::Ran(r) => r,
+            Answer::ConnectFailed(e) | Answer::NotRun(e) => Err(e),
+        }
+    }
+}
+
+/// Where a statement's part of a script is: the line (1-based) of its mark, and of its
+/// `\connect` if it has one.
+struct Lines {
+    start: usize,
+    connect: Option<usize>,
+}
+
+/// The script of a batch, and where each statement's part is: its mark, its `\connect`,
+/// its SQL, on lines of their own.
+fn batch_script(items: &[Item<'_>]) -> (String, Vec<Lines>) {
     let mut script = String::new();
-    let mut starts = Vec::new();
+    let mut lines = Vec::new();
     let mut line = 1;
-    for (i, s) in stmts.iter().enumerate() {
-        starts.push(line);
+    for (i, s) in items.iter().enumerate() {
+        let start = line;
         // psql's `\echo '...'` reads octal escapes: \002\003 is the mark's start.
         script.push_str(&format!("\\echo '\\002\\003odoo-standby-batch {i}'\n"));
         line += 1;
-        if let Some(db) = &s.db {
+        let mut connect = None;
+        if let Some(target) = &s.connect {
             script.push_str(&format!(
                 "\\connect '{}'\n",
-                db.replace('\\', "\\\\").replace('\'', "\\'")
+                target.replace('\\', "\\\\").replace('\'', "\\'")
             ));
+            connect = Some(line);
             line += 1;
         }
         let sql = s.sql.trim().trim_end_matches(';');
         script.push_str(sql);
         script.push_str(";\n");
         line += sql.matches('\n').count() + 1;
+        lines.push(Lines { start, connect });
     }
-    (script, starts)
+    (script, lines)
 }
 
 /// Each statement's rows (its part of stdout, after its mark) or error (a psql error line
 /// of stderr, `psql:<stdin>:LINE: ...`, whose line falls in its part of the script).
 fn split_batch(
     server: &str,
-    stmts: &[Stmt],
-    starts: &[usize],
+    items: &[Item<'_>],
+    lines: &[Lines],
     stdout: &str,
     stderr: &str,
-) -> Vec<Result<Vec<Row>>> {
-    let mut parts: Vec<Option<&str>> = vec![None; stmts.len()];
+) -> Vec<Answer> {
+    let mut parts: Vec<Option<&str>> = vec![None; items.len()];
     for chunk in stdout.split(BATCH_MARK).skip(1) {
         let (i, rest) = chunk.split_once('\n').unwrap_or((chunk, ""));
         if let Some(p) = i
@@ -430,7 +595,7 @@ fn split_batch(
             *p = Some(rest);
         }
     }
-    let mut errors: Vec<Option<String>> = vec![None; stmts.len()];
+    let mut errors: Vec<Option<(usize, String)>> = vec![None; items.len()];
     for l in stderr.lines() {
         let Some(n) = l
             .strip_prefix("psql:<stdin>:")
@@ -439,22 +604,28 @@ fn split_batch(
         else {
             continue;
         };
-        let i = starts.partition_point(|s| *s <= n).saturating_sub(1);
+        let i = lines.partition_point(|s| s.start <= n).saturating_sub(1);
         if let Some(e) = errors.get_mut(i) {
             // The first line of an error is the one that names it.
-            e.get_or_insert_with(|| l.to_owned());
+            e.get_or_insert_with(|| (n, l.to_owned()));
         }
     }
-    stmts
+    items
         .iter()
+        .zip(lines)
         .zip(parts)
         .zip(errors)
-        .map(|((s, out), err)| match (err, out) {
-            (Some(e), _) => Err(psql_error(server, &s.sql, &e)),
-            (None, Some(out)) => parse_csv(out),
-            (None, None) => Err(PgreplError::Sql {
+        .map(|(((s, at), out), err)| match (err, out) {
+            (Some((n, e)), _) if at.connect == Some(n) => {
+                // `psql:<stdin>:2: error: \connect: connection to server ... failed: ...`
+                let what = e.splitn(4, ':').nth(3).unwrap_or(&e).trim();
+                Answer::ConnectFailed(psql_error(server, s.sql, what))
+            }
+            (Some((_, e)), _) => Answer::Ran(Err(psql_error(server, s.sql, &e))),
+            (None, Some(out)) => Answer::Ran(parse_csv(out)),
+            (None, None) => Answer::NotRun(PgreplError::Sql {
                 server: server.to_owned(),
-                during: format!("`{}`", short(&s.sql)),
+                during: format!("`{}`", short(s.sql)),
                 message: format!(
                     "not run: psql ended before it{}",
                     stderr

@@ -194,12 +194,39 @@ pub async fn status(db: &dyn Sql) -> Result<Status> {
 /// Returns the status and the answers to `more`, in order; `Err` when the server cannot be
 /// reached or a status question fails.
 pub async fn status_batch(db: &Psql, more: &[Stmt]) -> Result<(Status, Vec<Result<Vec<Row>>>)> {
+    status_from(db.batch(&with_status(more)).await?)
+}
+
+/// [`status_batch`] of several clusters, each with its own questions after its status, in
+/// as few psql processes as [`crate::batch_many`] can (one for clusters reached alike): a
+/// fleet's standbys on one server. One answer per cluster, in order.
+pub async fn status_many(
+    clusters: &[(Psql, Vec<Stmt>)],
+) -> Vec<Result<(Status, Vec<Result<Vec<Row>>>)>> {
+    let parts: Vec<(Psql, Vec<Stmt>)> = clusters
+        .iter()
+        .map(|(db, more)| (db.clone(), with_status(more)))
+        .collect();
+    crate::sql::batch_many(&parts)
+        .await
+        .into_iter()
+        .map(|answers| status_from(answers?))
+        .collect()
+}
+
+/// The status questions, then `more`.
+fn with_status(more: &[Stmt]) -> Vec<Stmt> {
     let mut stmts: Vec<Stmt> = [HEAD_SQL, RECEIVER_SQL, REPLICAS_SQL, SLOTS_SQL]
         .into_iter()
         .map(Stmt::here)
         .collect();
     stmts.extend_from_slice(more);
-    let mut answers = db.batch(&stmts).await?.into_iter();
+    stmts
+}
+
+/// The status from the answers to [`with_status`], and the answers after them.
+fn status_from(answers: Vec<Result<Vec<Row>>>) -> Result<(Status, Vec<Result<Vec<Row>>>)> {
+    let mut answers = answers.into_iter();
     let mut next = || answers.next().unwrap_or_else(|| Ok(Vec::new()));
     let (head, receiver, replicas, slots) = (next()?, next(), next(), next());
     // Only the answers a role needs decide: a standby's are the receiver's.

@@ -230,3 +230,99 @@ async fn a_batch_answers_each_statement_on_its_database() {
     let e = down.batch(&[Stmt::here("SELECT 1")]).await.unwrap_err();
     assert!(e.to_string().contains("/nonexistent"), "{e}");
 }
+
+/// A host that counts the commands it runs: how many psql processes a batch took.
+struct Counting {
+    inner: std::sync::Arc<dyn host::Host>,
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl host::Host for Counting {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn file_user(&self) -> Option<String> {
+        self.inner.file_user()
+    }
+    async fn run_unchecked(
+        &self,
+        spec: &host::CommandSpec,
+    ) -> Result<host::Output, host::HostError> {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.run_unchecked(spec).await
+    }
+    async fn stream(
+        &self,
+        spec: &host::CommandSpec,
+        stdin: Option<host::BoxRead>,
+        stdout: host::BoxWrite,
+    ) -> Result<host::Output, host::HostError> {
+        self.inner.stream(spec, stdin, stdout).await
+    }
+}
+
+/// Several servers in one batch: each part on its own server, all in one psql process while
+/// each can be reached; a server that does not run gets its error alone, and the parts after
+/// it are asked in a second process. Another cluster's port shows each part ran where it
+/// should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_several_servers_asks_each_on_its_own() {
+    use pgrepl::Stmt;
+    let mut p = Pair::new().await;
+    p.vps.create_odoo_db("clientes", "odoo").unwrap();
+    let other = p.sb.add_cluster("other").unwrap();
+    let counting = std::sync::Arc::new(Counting {
+        inner: p.local.clone(),
+        runs: Default::default(),
+    });
+    let on = |c: &sandbox::Cluster| {
+        pgrepl::Psql::new(
+            counting.clone(),
+            os_user(&p.sb),
+            c.socket_dir().display().to_string(),
+            c.port(),
+            "postgres",
+        )
+        .with_bindir(c.bindir())
+    };
+    let port = "SELECT current_setting('port'), current_database()";
+    let (vps, other_db) = (on(&p.vps), on(&other));
+    // A server's name with a quote and a backslash: quoted through, refused by the server.
+    let down = pgrepl::Psql::new(
+        counting.clone(),
+        os_user(&p.sb),
+        "/nonexistent/it's\\here",
+        1,
+        "postgres",
+    )
+    .with_bindir(p.vps.bindir());
+    let answers = pgrepl::batch_many(&[
+        (
+            vps.clone(),
+            vec![Stmt::here(port), Stmt::here("SELECT * FROM nosuch")],
+        ),
+        (other_db.clone(), vec![Stmt::here(port)]),
+        (vps.database("clientes"), vec![Stmt::here(port)]),
+        (other_db.clone(), Vec::new()),
+        (down, vec![Stmt::here("SELECT 1")]),
+        (other_db.clone(), vec![Stmt::on("postgres", port)]),
+    ])
+    .await;
+    let rows = |part: usize, stmt: usize| -> Vec<Option<String>> {
+        answers[part].as_ref().unwrap()[stmt].as_ref().unwrap()[0].clone()
+    };
+    let cell = |port: u16, db: &str| vec![Some(port.to_string()), Some(db.to_owned())];
+    assert_eq!(answers.len(), 6);
+    assert_eq!(rows(0, 0), cell(p.vps.port(), "postgres"));
+    let e = answers[0].as_ref().unwrap()[1].as_ref().unwrap_err();
+    assert_eq!(e.sqlstate(), Some("42P01"), "{e}");
+    assert_eq!(rows(1, 0), cell(other.port(), "postgres"));
+    assert_eq!(rows(2, 0), cell(p.vps.port(), "clientes"));
+    assert!(answers[3].as_ref().unwrap().is_empty());
+    let e = answers[4].as_ref().unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/it's\\here"), "{e}");
+    assert_eq!(rows(5, 0), cell(other.port(), "postgres"));
+    // One process up to the server that does not run, one after it.
+    assert_eq!(counting.runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -147,3 +147,39 @@ pub fn vps_world(sb: &mut Sandbox, attachments: usize) -> Result<World> {
         standby_dir: root.join("backup/clusters/vps1"),
     })
 }
+
+impl World {
+    /// Adds to the config an instance `name` protecting the same VPS as `vps1` (its own
+    /// standby cluster on a free port, its own slot, copy and sync): one sandbox VPS standing
+    /// for several, for fleet tests and the fleet benchmark. Returns the new standby port.
+    pub fn add_instance(&self, name: &str) -> Result<u16> {
+        let text = std::fs::read_to_string(&self.config)
+            .map_err(|e| SandboxError::io("cannot read", &self.config, e))?;
+        let at = text.find("[[instance]]").ok_or_else(|| {
+            SandboxError::io(
+                "no [[instance]] block in",
+                &self.config,
+                std::io::Error::from(std::io::ErrorKind::InvalidData),
+            )
+        })?;
+        let port = crate::free_port()?;
+        let first_end = text[at + 1..]
+            .find("[[instance]]")
+            .map(|i| at + 1 + i)
+            .unwrap_or(text.len());
+        let block = text[at..first_end]
+            .replace("name = \"vps1\"", &format!("name = \"{name}\""))
+            .replace(
+                &format!("standby_port = {}", self.standby_port),
+                &format!("standby_port = {port}"),
+            );
+        let mut all = text.clone();
+        if !all.ends_with('\n') {
+            all.push('\n');
+        }
+        all.push('\n');
+        all.push_str(&block);
+        write(&self.config, all)?;
+        Ok(port)
+    }
+}
